@@ -28,9 +28,27 @@ from .models import (
     SubscriptionRequest,
     ValuesMap,
 )
-from .signing import SIGNATURE_FIELD, Claims, KeyError_, PublicKey, Signer, jwks, keys_from_jwks, thumbprint
-from .targets import Placement, TargetError, addresses, community_target
-from .timing import Duration, Slot, TimingError, event_slots, event_window, format_datetime, parse_datetime, parse_duration
+from .signing import (
+    SIGNATURE_FIELD,
+    Claims,
+    KeyFormatError,
+    PublicKey,
+    Signer,
+    jwks,
+    keys_from_jwks,
+    thumbprint,
+)
+from .targets import Placement, TargetError, addresses, community_target, within_community
+from .timing import (
+    Duration,
+    Slot,
+    TimingError,
+    event_slots,
+    event_window,
+    format_datetime,
+    parse_datetime,
+    parse_duration,
+)
 from .verification import RejectReason, ReplayGuard, SignalRejected, VerifiedObject, Verifier
 
 __all__ = [
@@ -43,7 +61,7 @@ __all__ = [
     "EventPayloadType",
     "Interval",
     "IntervalPeriod",
-    "KeyError_",
+    "KeyFormatError",
     "ModelError",
     "Notification",
     "ObjectType",
@@ -81,4 +99,5 @@ __all__ = [
     "parse_datetime",
     "parse_duration",
     "thumbprint",
+    "within_community",
 ]

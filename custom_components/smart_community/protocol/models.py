@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, ClassVar, Self
+from typing import Any, Self
 
 from mashumaro import field_options
 from mashumaro.config import BaseConfig
@@ -99,7 +99,7 @@ class OpenADRModel(DataClassDictMixin):
         serialize_by_alias = True
         allow_deserialization_not_by_alias = False
         omit_none = True
-        serialization_strategy: ClassVar[dict[Any, Any]] = {
+        serialization_strategy = {  # noqa: RUF012 - mashumaro reads it as a class attribute
             datetime: {"serialize": format_datetime, "deserialize": parse_datetime},
         }
 
@@ -111,7 +111,9 @@ class OpenADRModel(DataClassDictMixin):
         try:
             return cls.from_dict(data)
         except MissingField as err:
-            raise ModelError(f"{cls.__name__}: required field '{err.field_name}' is missing") from err
+            raise ModelError(
+                f"{cls.__name__}: required field '{err.field_name}' is missing"
+            ) from err
         except SuitableVariantNotFoundError as err:
             raise ModelError(f"{cls.__name__}: {err}") from err
         except (TypeError, ValueError) as err:

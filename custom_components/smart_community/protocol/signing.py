@@ -1,18 +1,19 @@
 """Signing OpenADR objects with JWS (RFC 7515), EdDSA over Ed25519.
 
 An object stays an ordinary OpenADR object that any client can read: the signature is one
-extra property, ``X_signature`` (the specification's model-extension rule lets clients ignore
-it). Its value is a compact JWS with a detached, unencoded payload (RFC 7515 appendix F,
-RFC 7797); the payload is the object without that property in the JSON Canonicalization Scheme
-(RFC 8785), so the signature survives any relay that re-encodes JSON. The protected header carries the claims
-that bind the object to its issuer, audience, time window, version and operation.
+extra property, ``X_signature`` (the specification's model-extension rule lets clients
+ignore it). Its value is a compact JWS with a detached, unencoded payload (RFC 7515
+appendix F, RFC 7797); the payload is the object without that property in the JSON
+Canonicalization Scheme (RFC 8785), so the signature survives any relay that re-encodes JSON.
+The protected header carries the claims that bind the object to its issuer, audience, time
+window, version and operation.
 """
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-import base64
 import hashlib
 import json
 import time
@@ -30,7 +31,7 @@ ALGORITHM = "EdDSA"
 SIGNATURE_TYPE = "openadr+jws"
 
 
-class KeyError_(ValueError):  # noqa: N801 - "KeyError" is a builtin with another meaning
+class KeyFormatError(ValueError):
     """A key or key set is not a usable Ed25519 JWK."""
 
 
@@ -62,19 +63,23 @@ class PublicKey:
     @classmethod
     def from_jwk(cls, jwk: Mapping[str, Any], issuer: str | None = None) -> Self:
         """Load an OKP/Ed25519 JWK; ``kid`` must be the key's RFC 7638 thumbprint."""
-        if jwk.get("kty") != "OKP" or jwk.get("crv") != "Ed25519" or not isinstance(jwk.get("x"), str):
-            raise KeyError_("key is not an Ed25519 JWK (kty OKP, crv Ed25519, x)")
+        if (
+            jwk.get("kty") != "OKP"
+            or jwk.get("crv") != "Ed25519"
+            or not isinstance(jwk.get("x"), str)
+        ):
+            raise KeyFormatError("key is not an Ed25519 JWK (kty OKP, crv Ed25519, x)")
         try:
             raw = b64url_decode(jwk["x"])
             key = Ed25519PublicKey.from_public_bytes(raw)
         except ValueError as err:
-            raise KeyError_(f"JWK 'x' is not an Ed25519 public key: {err}") from err
+            raise KeyFormatError(f"JWK 'x' is not an Ed25519 public key: {err}") from err
         kid = thumbprint(key)
         if jwk.get("kid", kid) != kid:
-            raise KeyError_(f"JWK 'kid' {jwk.get('kid')!r} is not its thumbprint {kid!r}")
+            raise KeyFormatError(f"JWK 'kid' {jwk.get('kid')!r} is not its thumbprint {kid!r}")
         owner = issuer or jwk.get("iss")
         if not isinstance(owner, str) or not owner:
-            raise KeyError_("JWK names no issuer ('iss')")
+            raise KeyFormatError("JWK names no issuer ('iss')")
         return cls(kid=kid, issuer=owner, key=key)
 
     def to_jwk(self) -> dict[str, str]:
@@ -82,7 +87,9 @@ class PublicKey:
         return {
             "kty": "OKP",
             "crv": "Ed25519",
-            "x": b64url(self.key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)),
+            "x": b64url(
+                self.key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+            ),
             "kid": self.kid,
             "use": "sig",
             "alg": ALGORITHM,
@@ -103,10 +110,10 @@ def jwks(keys: Iterable[PublicKey]) -> dict[str, list[dict[str, str]]]:
 
 
 def keys_from_jwks(document: Mapping[str, Any], issuer: str | None = None) -> list[PublicKey]:
-    """Every key of a JWK Set; raises KeyError_ naming the first unusable one."""
+    """Every key of a JWK Set; raises KeyFormatError naming the first unusable one."""
     entries = document.get("keys")
     if not isinstance(entries, list) or not entries:
-        raise KeyError_("JWK Set has no 'keys'")
+        raise KeyFormatError("JWK Set has no 'keys'")
     return [PublicKey.from_jwk(entry, issuer) for entry in entries]
 
 
@@ -158,7 +165,7 @@ class Signer:
         """A signer with a PKCS#8 PEM private key."""
         key = serialization.load_pem_private_key(pem, password=None)
         if not isinstance(key, Ed25519PrivateKey):
-            raise KeyError_("private key is not Ed25519")
+            raise KeyFormatError("private key is not Ed25519")
         return cls(issuer=issuer, private_key=key)
 
     def private_pem(self) -> bytes:

@@ -64,3 +64,11 @@ class Placement:
 def addresses(targets: list[str] | None, audience: frozenset[str]) -> bool:
     """Whether an object's targets include the audience (an object without targets is for all)."""
     return not targets or not audience.isdisjoint(targets)
+
+
+def within_community(target: str, community: str) -> bool:
+    """Whether a target names the community or a place inside it."""
+    if target == f"community:{community}":
+        return True
+    kind, _, rest = target.partition(":")
+    return kind in {"feeder", "transformer", "home"} and rest.startswith(f"{community}/")

@@ -82,7 +82,9 @@ def parse_duration(value: str) -> Duration:
     return Duration(-delta if sign else delta)
 
 
-def random_start_offset(period: IntervalPeriod | None, rng: random.Random | None = None) -> timedelta:
+def random_start_offset(
+    period: IntervalPeriod | None, rng: random.Random | None = None
+) -> timedelta:
     """A uniform offset within +/- the period's randomizeStart (zero when it has none)."""
     if period is None or not period.randomize_start:
         return timedelta(0)
@@ -165,15 +167,18 @@ def event_slots(
     repeat = 0
     while True:
         shift = period * repeat if period else timedelta(0)
-        for interval, start, end in resolved:
-            start, end = start + shift, (end + shift if end else None)
+        for interval, base_start, base_end in resolved:
+            start = base_start + shift
+            end = base_end + shift if base_end else None
             if start >= window_end or (lifespan_end is not None and start >= lifespan_end):
                 return
             if lifespan_end is not None and (end is None or end > lifespan_end):
                 end = lifespan_end
             yield from _split(interval, start, end, split_payload)
         repeat += 1
-        if not period or (lifespan_end is not None and first_start + period * repeat >= lifespan_end):
+        if not period or (
+            lifespan_end is not None and first_start + period * repeat >= lifespan_end
+        ):
             return
 
 
@@ -182,7 +187,7 @@ def _split(
 ) -> Iterator[Slot]:
     values = {p.type: p.values[0] for p in interval.payloads if p.values}
     multi = next((p.values for p in interval.payloads if p.type == split_payload), None)
-    if multi is None or len(multi) <= 1 or end is None:
+    if split_payload is None or multi is None or len(multi) <= 1 or end is None:
         yield Slot(interval.id, start, end, values)
         return
     step = (end - start) / len(multi)

@@ -149,9 +149,13 @@ class Verifier:
         self.guard = guard if guard is not None else ReplayGuard()
 
     @property
-    def kids(self) -> frozenset[str]:
-        """Ids of the pinned keys."""
-        return frozenset(self._keys)
+    def pinned(self) -> tuple[PublicKey, ...]:
+        """The keys trusted now."""
+        return tuple(self._keys.values())
+
+    def pin(self, keys: Iterable[PublicKey]) -> None:
+        """Trust exactly these keys from now on (rotation pins the new set)."""
+        self._keys = {key.kid: key for key in keys}
 
     def verify(
         self, obj: object, *, operation: Operation | None = None, record: bool = True
@@ -178,14 +182,19 @@ class Verifier:
         if key is None:
             raise SignalRejected(
                 RejectReason.UNKNOWN_KEY,
-                f"signed with key {kid!r}, which is not pinned (pinned: {', '.join(sorted(self._keys))})",
+                f"signed with key {kid!r}, which is not pinned"
+                f" (pinned: {', '.join(sorted(self._keys))})",
             )
         try:
             payload = canonical_payload(obj)
         except (CanonicalizationError, TypeError, ValueError) as err:
-            raise SignalRejected(RejectReason.MALFORMED, f"object cannot be canonicalised: {err}") from err
+            raise SignalRejected(
+                RejectReason.MALFORMED, f"object cannot be canonicalised: {err}"
+            ) from err
         try:
-            jwt.api_jws.decode_complete(token, key.key, algorithms=[ALGORITHM], detached_payload=payload)
+            jwt.api_jws.decode_complete(
+                token, key.key, algorithms=[ALGORITHM], detached_payload=payload
+            )
         except jwt.InvalidTokenError as err:
             raise SignalRejected(
                 RejectReason.BAD_SIGNATURE, f"signature does not match the content: {err}"
@@ -197,7 +206,11 @@ class Verifier:
             raise SignalRejected(
                 stale,
                 f"{version[1]} {version[2]} version {claims.seq} is "
-                + ("already applied" if stale is RejectReason.REPLAYED else "older than the one applied")
+                + (
+                    "already applied"
+                    if stale is RejectReason.REPLAYED
+                    else "older than the one applied"
+                )
                 + f" ({self.guard.latest(version)})",
             )
         if record:
@@ -213,14 +226,18 @@ class Verifier:
                 f"issuer {claims.iss!r} may not sign with the key of {key.issuer!r}",
             )
         if not isinstance(obj.get("id"), str) or not isinstance(obj.get("objectType"), str):
-            raise SignalRejected(RejectReason.MALFORMED, "signed object has no 'id' and 'objectType'")
+            raise SignalRejected(
+                RejectReason.MALFORMED, "signed object has no 'id' and 'objectType'"
+            )
         if operation is Operation.DELETE and claims.op is not Operation.DELETE:
             raise SignalRejected(
-                RejectReason.OPERATION_MISMATCH, f"a DELETE needs a DELETE signature, got {claims.op}"
+                RejectReason.OPERATION_MISMATCH,
+                f"a DELETE needs a DELETE signature, got {claims.op}",
             )
         if operation is not Operation.DELETE and claims.op not in _STATE_OPERATIONS:
             raise SignalRejected(
-                RejectReason.OPERATION_MISMATCH, f"a {claims.op} signature cannot carry current state"
+                RejectReason.OPERATION_MISMATCH,
+                f"a {claims.op} signature cannot carry current state",
             )
         if not any(self._addressed(target) for target in claims.aud):
             raise SignalRejected(
@@ -254,7 +271,9 @@ def _claims(header: Mapping[str, Any]) -> Claims:
     def integer(name: str) -> int:
         value = header.get(name)
         if type(value) is not int:
-            raise SignalRejected(RejectReason.MISSING_CLAIM, f"claim '{name}' is missing or not an integer")
+            raise SignalRejected(
+                RejectReason.MISSING_CLAIM, f"claim '{name}' is missing or not an integer"
+            )
         return value
 
     iss = header.get("iss")
@@ -263,7 +282,9 @@ def _claims(header: Mapping[str, Any]) -> Claims:
     if not isinstance(iss, str) or not iss:
         raise SignalRejected(RejectReason.MISSING_CLAIM, "claim 'iss' is missing")
     if not isinstance(aud, list) or not all(isinstance(a, str) for a in aud):
-        raise SignalRejected(RejectReason.MISSING_CLAIM, "claim 'aud' is missing or not a list of targets")
+        raise SignalRejected(
+            RejectReason.MISSING_CLAIM, "claim 'aud' is missing or not a list of targets"
+        )
     if not isinstance(op, str) or op not in Operation.__members__:
         raise SignalRejected(RejectReason.MISSING_CLAIM, f"claim 'op' {op!r} is not an operation")
     return Claims(

@@ -1,0 +1,74 @@
+"""The community bridge as an aiohttp application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+import contextlib
+
+import aiohttp
+from aiohttp import web
+
+from smart_community_protocol import PublicKey, Verifier, within_community
+
+from . import downstream, webhook
+from .config import BridgeConfig
+from .intake import SignalIntake
+from .ledger import Ledger
+from .problems import problems_middleware
+from .relay import Relay
+from .state import CONFIG, INTAKE, LEDGER, RELAY, UPSTREAM
+from .upstream import GridClient, UpstreamLink, pin_keys
+
+MAX_BODY = 256 * 1024
+
+
+async def _ledger_ctx(app: web.Application) -> AsyncIterator[None]:
+    ledger = await Ledger.open(app[CONFIG].database)
+    app[LEDGER] = ledger
+    yield
+    await ledger.close()
+
+
+async def _link_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    ledger = app[LEDGER]
+    pinned = [PublicKey.from_jwk(jwk) for jwk in await ledger.pinned_grid_keys()]
+    verifier = Verifier(pinned, audience=lambda target: within_community(target, config.community))
+    intake = SignalIntake(ledger, app[RELAY], verifier)
+    await intake.restore()
+    app[INTAKE] = intake
+
+    async def on_keys(offered: list[PublicKey]) -> None:
+        verifier.pin(await pin_keys(ledger, offered, config.grid.key_fingerprints))
+
+    async with aiohttp.ClientSession() as session:
+        link = UpstreamLink(
+            GridClient(session, config.grid),
+            config.grid,
+            f"{config.public_url}{webhook.CALLBACK_PATH}",
+            intake.accept,
+            on_keys,
+        )
+        app[UPSTREAM] = link
+        task = app.loop.create_task(link.run(), name="upstream-link")
+        yield
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+
+
+async def _close_homes(app: web.Application) -> None:
+    await app[RELAY].close_all()
+
+
+def create_app(config: BridgeConfig) -> web.Application:
+    """Build the bridge application."""
+    app = web.Application(middlewares=[problems_middleware], client_max_size=MAX_BODY)
+    app[CONFIG] = config
+    app[RELAY] = Relay()
+    app.cleanup_ctx.append(_ledger_ctx)
+    app.cleanup_ctx.append(_link_ctx)
+    app.on_shutdown.append(_close_homes)
+    downstream.add_routes(app)
+    webhook.add_routes(app)
+    return app

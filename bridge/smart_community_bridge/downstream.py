@@ -1,0 +1,175 @@
+"""The bridge's VTN for homes: REST resync and the WebSocket push (docs/protocol.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import UTC, datetime
+import json
+import logging
+import time
+
+from aiohttp import WSMsgType, web
+
+from smart_community_protocol import (
+    Event,
+    ModelError,
+    Placement,
+    TimingError,
+    addresses,
+    event_window,
+    jwks,
+)
+
+from . import homes
+from .ledger import StoredSignal
+from .problems import problem
+from .relay import HomeConnection, encode_signal
+from .state import CONFIG, INTAKE, LEDGER, RELAY
+
+_LOGGER = logging.getLogger(__name__)
+MAX_FRAME = 64 * 1024
+
+
+async def _authenticate(request: web.Request) -> Placement:
+    scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
+    placement = None
+    if scheme.lower() == "bearer" and credential:
+        placement = await homes.authenticate(
+            request.app[LEDGER], request.app[CONFIG].community, credential
+        )
+    if placement is None:
+        raise web.HTTPUnauthorized(
+            text=json.dumps(
+                {
+                    "title": "Unauthorized",
+                    "status": 401,
+                    "detail": "a valid home credential is required",
+                }
+            ),
+            content_type="application/json",
+            headers={"WWW-Authenticate": 'Bearer realm="smart-community"'},
+        )
+    return placement
+
+
+def _json_array(bodies: list[str]) -> web.Response:
+    # Signed objects go out exactly as stored: joined, never re-encoded.
+    return web.Response(text=f"[{','.join(bodies)}]", content_type="application/json")
+
+
+def _for_home(signals: list[StoredSignal], home: Placement) -> list[StoredSignal]:
+    return [s for s in signals if addresses(list(s.audience), home.targets)]
+
+
+async def get_home(request: web.Request) -> web.Response:
+    """Who the caller is and where it sits."""
+    home = await _authenticate(request)
+    return web.json_response(
+        {
+            "home": home.home,
+            "community": home.community,
+            "feeder": home.feeder,
+            "transformer": home.transformer,
+            "targets": sorted(home.targets),
+        }
+    )
+
+
+async def get_keys(request: web.Request) -> web.Response:
+    """The grid keys the bridge trusts, for homes to pin."""
+    await _authenticate(request)
+    return web.json_response(jwks(request.app[INTAKE].verifier.pinned))
+
+
+async def get_programs(request: web.Request) -> web.Response:
+    """Signed programs addressed to the caller."""
+    home = await _authenticate(request)
+    signals = await request.app[LEDGER].current_objects("PROGRAM", now=time.time())
+    return _json_array([s.body for s in _for_home(signals, home)])
+
+
+def _still_active(signal: StoredSignal, now: datetime) -> bool:
+    try:
+        window = event_window(Event.parse(json.loads(signal.body)), received_at=now)
+    except ModelError, TimingError, ValueError:
+        return False
+    return window is not None and (window[1] is None or window[1] > now)
+
+
+async def get_events(request: web.Request) -> web.Response:
+    """Signed events addressed to the caller; ``active=true`` leaves out ended ones."""
+    home = await _authenticate(request)
+    active = request.query.get("active", "false").lower()
+    if active not in {"true", "false"}:
+        return problem(400, "Bad Request", "query 'active' must be true or false")
+    signals = _for_home(await request.app[LEDGER].current_objects("EVENT", now=time.time()), home)
+    if active == "true":
+        now = datetime.now(UTC)
+        signals = [s for s in signals if _still_active(s, now)]
+    return _json_array([s.body for s in signals])
+
+
+async def health(request: web.Request) -> web.Response:
+    """Liveness."""
+    return web.json_response({"status": "ok"})
+
+
+async def websocket(request: web.Request) -> web.StreamResponse:
+    """Push signals to one home: replay what it missed, then live ones."""
+    home = await _authenticate(request)
+    try:
+        since = int(request.query.get("since", "0"))
+    except ValueError:
+        return problem(400, "Bad Request", "query 'since' must be an integer sequence")
+    config = request.app[CONFIG]
+    socket = web.WebSocketResponse(
+        heartbeat=config.heartbeat, compress=False, max_msg_size=MAX_FRAME
+    )
+    await socket.prepare(request)
+    relay = request.app[RELAY]
+    ledger = request.app[LEDGER]
+    connection = HomeConnection(home, socket, asyncio.Queue(maxsize=config.home_queue_size))
+    relay.register(connection)  # live signals wait in `pending` while the replay is read
+    writer = asyncio.get_running_loop().create_task(connection.write_loop())
+    try:
+        last = await ledger.last_seq()
+        await socket.send_json(
+            {"type": "welcome", "home": home.home, "last_seq": last, "heartbeat": config.heartbeat}
+        )
+        replay = _for_home(await ledger.signals_since(since, now=time.time()), home)
+        for signal in replay:
+            await socket.send_str(encode_signal(signal))
+        if not connection.finish_replay(replay[-1].seq if replay else since):
+            relay.drop(connection, "queue full after replay")
+        async for message in socket:
+            if message.type is not WSMsgType.TEXT:
+                break
+            _handle_home_message(home, message.data)
+    finally:
+        relay.unregister(connection)
+        writer.cancel()
+        # A writer that failed on a broken connection has nothing left to report.
+        with contextlib.suppress(asyncio.CancelledError, ConnectionError, RuntimeError):
+            await writer
+    return socket
+
+
+def _handle_home_message(home: Placement, data: str) -> None:
+    try:
+        message = json.loads(data)
+    except ValueError:
+        _LOGGER.info("home %s sent a frame that is not JSON", home.home)
+        return
+    if isinstance(message, dict) and message.get("type") == "ack":
+        _LOGGER.debug("home %s acknowledged %s", home.home, message.get("seq"))
+
+
+def add_routes(app: web.Application) -> None:
+    """Mount the home-facing routes."""
+    app.router.add_get("/home", get_home)
+    app.router.add_get("/keys", get_keys)
+    app.router.add_get("/programs", get_programs)
+    app.router.add_get("/events", get_events)
+    app.router.add_get("/ws", websocket)
+    app.router.add_get("/health", health)

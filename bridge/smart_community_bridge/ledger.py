@@ -1,0 +1,241 @@
+"""The bridge's durable ledger: SQLite on disk, one writer, versioned migrations.
+
+Signals (signed grid objects, exactly as received) get a downstream sequence number when they
+are committed; homes resume from the last sequence they acknowledged. The signal ledger commits
+with ``synchronous=FULL`` so a signal acknowledged to the grid survives ``kill -9``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+import json
+from pathlib import Path
+import time
+from typing import Any, Self
+
+import aiosqlite
+
+# Each entry migrates the schema from version N to N + 1; never edit a released one.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE signals (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        object_type TEXT NOT NULL,
+        object_id TEXT NOT NULL,
+        operation TEXT NOT NULL,
+        issuer TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        audience TEXT NOT NULL,
+        expires INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        received_at REAL NOT NULL,
+        UNIQUE (issuer, object_type, object_id, version)
+    );
+    CREATE INDEX signals_by_object ON signals (object_type, object_id, seq);
+    CREATE TABLE homes (
+        home_id TEXT PRIMARY KEY,
+        feeder TEXT NOT NULL,
+        transformer TEXT NOT NULL,
+        credential_hash TEXT NOT NULL UNIQUE,
+        created_at REAL NOT NULL,
+        revoked_at REAL
+    );
+    CREATE TABLE grid_keys (
+        kid TEXT PRIMARY KEY,
+        issuer TEXT NOT NULL,
+        jwk TEXT NOT NULL,
+        pinned_at REAL NOT NULL
+    );
+    """,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSignal:
+    """A committed signal and its downstream sequence."""
+
+    seq: int
+    object_type: str
+    object_id: str
+    operation: str
+    audience: tuple[str, ...]
+    expires: int
+    body: str
+
+
+@dataclass(frozen=True, slots=True)
+class HomeRecord:
+    """A home the bridge serves."""
+
+    home_id: str
+    feeder: str
+    transformer: str
+    revoked: bool
+
+
+class Ledger:
+    """Async access to the bridge database (aiosqlite runs it on one dedicated thread)."""
+
+    def __init__(self, connection: aiosqlite.Connection) -> None:
+        """Use an open connection; prefer ``Ledger.open``."""
+        self._db = connection
+
+    @classmethod
+    async def open(cls, path: Path) -> Self:
+        """Open (creating and migrating as needed) the database at path."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        connection = await aiosqlite.connect(path, isolation_level=None)
+        await connection.execute("PRAGMA journal_mode=WAL")
+        await connection.execute("PRAGMA synchronous=FULL")
+        await connection.execute("PRAGMA foreign_keys=ON")
+        ledger = cls(connection)
+        await ledger.migrate()
+        return ledger
+
+    async def close(self) -> None:
+        """Close the database."""
+        await self._db.close()
+
+    async def schema_version(self) -> int:
+        """The schema version the database is at."""
+        async with self._db.execute("PRAGMA user_version") as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    async def migrate(self) -> int:
+        """Apply pending migrations, each in its own transaction; returns the final version."""
+        version = await self.schema_version()
+        if version > len(MIGRATIONS):
+            raise RuntimeError(
+                f"database schema {version} is newer than this bridge knows ({len(MIGRATIONS)})"
+            )
+        for target, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            await self._db.executescript(
+                f"BEGIN IMMEDIATE;{script};PRAGMA user_version={target};COMMIT;"
+            )
+        return len(MIGRATIONS)
+
+    # --- signals ---------------------------------------------------------------------------
+
+    async def append_signal(
+        self,
+        *,
+        object_type: str,
+        object_id: str,
+        operation: str,
+        issuer: str,
+        version: int,
+        audience: Iterable[str],
+        expires: int,
+        body: str,
+    ) -> StoredSignal | None:
+        """Commit a verified signal; None when that exact version is already stored."""
+        targets = tuple(audience)
+        async with self._db.execute(
+            "INSERT OR IGNORE INTO signals (object_type, object_id, operation, issuer, version,"
+            " audience, expires, body, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " RETURNING seq",
+            (
+                object_type,
+                object_id,
+                operation,
+                issuer,
+                version,
+                json.dumps(targets),
+                expires,
+                body,
+                time.time(),
+            ),
+        ) as cursor:
+            row = await cursor.fetchone()
+        if row is None:
+            return None
+        return StoredSignal(row[0], object_type, object_id, operation, targets, expires, body)
+
+    async def signals_since(self, seq: int, *, now: float) -> list[StoredSignal]:
+        """Signals after seq whose signatures are still valid, in order."""
+        async with self._db.execute(
+            "SELECT seq, object_type, object_id, operation, audience, expires, body FROM signals"
+            " WHERE seq > ? AND expires >= ? ORDER BY seq",
+            (seq, int(now)),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [_signal(row) for row in rows]
+
+    async def current_objects(self, object_type: str, *, now: float) -> list[StoredSignal]:
+        """The latest version of every object of a type that is not deleted nor expired."""
+        async with self._db.execute(
+            "SELECT seq, object_type, object_id, operation, audience, expires, body FROM signals s"
+            " WHERE object_type = ? AND seq = (SELECT max(seq) FROM signals"
+            "   WHERE object_type = s.object_type AND object_id = s.object_id)"
+            " AND operation != 'DELETE' AND expires >= ? ORDER BY seq",
+            (object_type, int(now)),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [_signal(row) for row in rows]
+
+    async def latest_versions(self) -> list[tuple[str, str, str, int, int]]:
+        """(issuer, objectType, id, version, expires) of the newest version of each object."""
+        async with self._db.execute(
+            "SELECT issuer, object_type, object_id, max(version), expires FROM signals"
+            " GROUP BY issuer, object_type, object_id"
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [(str(r[0]), str(r[1]), str(r[2]), int(r[3]), int(r[4])) for r in rows]
+
+    async def last_seq(self) -> int:
+        """The highest downstream sequence committed so far."""
+        async with self._db.execute("SELECT coalesce(max(seq), 0) FROM signals") as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    # --- homes -----------------------------------------------------------------------------
+
+    async def add_home(
+        self, home_id: str, feeder: str, transformer: str, credential_hash: str
+    ) -> None:
+        """Register a home with the hash of its credential."""
+        await self._db.execute(
+            "INSERT INTO homes (home_id, feeder, transformer, credential_hash, created_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (home_id, feeder, transformer, credential_hash, time.time()),
+        )
+
+    async def home_by_credential(self, credential_hash: str) -> HomeRecord | None:
+        """The home a credential belongs to, if any."""
+        async with self._db.execute(
+            "SELECT home_id, feeder, transformer, revoked_at FROM homes WHERE credential_hash = ?",
+            (credential_hash,),
+        ) as cursor:
+            row = await cursor.fetchone()
+        if row is None:
+            return None
+        return HomeRecord(row[0], row[1], row[2], row[3] is not None)
+
+    # --- grid keys -------------------------------------------------------------------------
+
+    async def pinned_grid_keys(self) -> list[dict[str, Any]]:
+        """Grid JWKs pinned so far."""
+        async with self._db.execute("SELECT jwk FROM grid_keys ORDER BY pinned_at") as cursor:
+            rows = await cursor.fetchall()
+        return [json.loads(row[0]) for row in rows]
+
+    async def pin_grid_key(self, kid: str, issuer: str, jwk: dict[str, Any]) -> None:
+        """Pin a grid key (kept for good; rotation adds keys)."""
+        await self._db.execute(
+            "INSERT OR IGNORE INTO grid_keys (kid, issuer, jwk, pinned_at) VALUES (?, ?, ?, ?)",
+            (kid, issuer, json.dumps(jwk), time.time()),
+        )
+
+
+def _signal(row: Any) -> StoredSignal:
+    return StoredSignal(
+        seq=int(row[0]),
+        object_type=str(row[1]),
+        object_id=str(row[2]),
+        operation=str(row[3]),
+        audience=tuple(json.loads(row[4])),
+        expires=int(row[5]),
+        body=str(row[6]),
+    )

@@ -1,0 +1,143 @@
+"""Fan-out of signals to connected homes.
+
+Each signal is encoded once. Every connection has its own bounded queue and writer task, so a
+slow or dead home only fills its own queue; when that is full the home is dropped (it resumes
+from its last acknowledged sequence when it reconnects) and never delays the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+import contextlib
+from dataclasses import dataclass, field
+import json
+import logging
+
+from aiohttp import WSCloseCode, web
+
+from smart_community_protocol import Placement, addresses
+
+from .ledger import StoredSignal
+
+_LOGGER = logging.getLogger(__name__)
+
+
+def encode_signal(signal: StoredSignal) -> str:
+    """The WebSocket frame for a signal; the signed object's JSON is embedded unchanged."""
+    return (
+        f'{{"type":"signal","seq":{signal.seq},"notification":{{"objectType":'
+        f'{json.dumps(signal.object_type)},"operation":{json.dumps(signal.operation)},'
+        f'"object":{signal.body}}}}}'
+    )
+
+
+@dataclass(eq=False, slots=True)
+class HomeConnection:
+    """One home's WebSocket, its queue and its writer."""
+
+    placement: Placement
+    socket: web.WebSocketResponse
+    queue: asyncio.Queue[tuple[int, str]]
+    targets: frozenset[str] = field(init=False)
+    last_sent: int = 0
+    replaying: bool = True
+    pending: list[tuple[int, str]] = field(default_factory=list)
+    dropped: bool = False
+
+    def __post_init__(self) -> None:
+        """Cache the targets that address this home."""
+        self.targets = self.placement.targets
+
+    def offer(self, seq: int, frame: str) -> bool:
+        """Queue a frame; False when the home cannot keep up."""
+        if self.replaying:
+            self.pending.append((seq, frame))
+            return True
+        try:
+            self.queue.put_nowait((seq, frame))
+        except asyncio.QueueFull:
+            return False
+        return True
+
+    def finish_replay(self, replayed_up_to: int) -> bool:
+        """Move live frames that arrived during the replay behind it (skipping duplicates)."""
+        self.replaying = False
+        self.last_sent = max(self.last_sent, replayed_up_to)
+        pending, self.pending = self.pending, []
+        return all(self.offer(seq, frame) for seq, frame in pending if seq > replayed_up_to)
+
+    async def write_loop(self) -> None:
+        """Send queued frames in order until the socket closes."""
+        while not self.socket.closed:
+            seq, frame = await self.queue.get()
+            if seq and seq <= self.last_sent:
+                continue
+            await self.socket.send_str(frame)
+            self.last_sent = max(self.last_sent, seq)
+
+
+class Relay:
+    """The registry of connected homes."""
+
+    def __init__(self) -> None:
+        """Start empty."""
+        self._connections: set[HomeConnection] = set()
+        self.relayed = 0
+
+    @property
+    def connected(self) -> int:
+        """How many homes are connected."""
+        return len(self._connections)
+
+    def register(self, connection: HomeConnection) -> None:
+        """Start relaying to a connection."""
+        self._connections.add(connection)
+
+    def unregister(self, connection: HomeConnection) -> None:
+        """Stop relaying to a connection."""
+        self._connections.discard(connection)
+
+    def publish(self, signal: StoredSignal) -> int:
+        """Queue a committed signal to every connected home it addresses; returns how many."""
+        frame = encode_signal(signal)
+        return self._fan_out(signal.seq, frame, signal.audience)
+
+    def inject(self, frame: str, audience: Iterable[str]) -> int:
+        """Queue an arbitrary frame (operators' notices; tests of a compromised relay)."""
+        return self._fan_out(0, frame, tuple(audience))
+
+    def _fan_out(self, seq: int, frame: str, audience: tuple[str, ...]) -> int:
+        sent = 0
+        for connection in tuple(self._connections):
+            if not addresses(list(audience), connection.targets):
+                continue
+            if connection.offer(seq, frame):
+                sent += 1
+            else:
+                self.drop(connection, "queue full: the home is not reading")
+        self.relayed += sent
+        return sent
+
+    def drop(self, connection: HomeConnection, why: str) -> None:
+        """Disconnect a home that cannot keep up; it resumes later from its last ack."""
+        if connection.dropped:
+            return
+        connection.dropped = True
+        self.unregister(connection)
+        _LOGGER.warning("dropping home %s: %s", connection.placement.home, why)
+        task = asyncio.get_running_loop().create_task(
+            connection.socket.close(
+                code=WSCloseCode.TRY_AGAIN_LATER, message=b"too slow; resume later"
+            )
+        )
+        task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+
+    async def close_all(self) -> None:
+        """Close every connection with GOING_AWAY (shutdown)."""
+        connections, self._connections = self._connections, set()
+        for connection in connections:
+            with contextlib.suppress(Exception):
+                await connection.socket.close(
+                    code=WSCloseCode.GOING_AWAY, message=b"bridge shutting down"
+                )

@@ -1,0 +1,17 @@
+"""The application's shared objects, each behind a typed key."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from .config import BridgeConfig
+from .intake import SignalIntake
+from .ledger import Ledger
+from .relay import Relay
+from .upstream import UpstreamLink
+
+CONFIG = web.AppKey("config", BridgeConfig)
+LEDGER = web.AppKey("ledger", Ledger)
+RELAY = web.AppKey("relay", Relay)
+INTAKE = web.AppKey("intake", SignalIntake)
+UPSTREAM = web.AppKey("upstream", UpstreamLink)

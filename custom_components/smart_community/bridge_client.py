@@ -1,0 +1,256 @@
+"""Async client of the community bridge's downstream API (docs/protocol.md, community tier).
+
+All bridge I/O of the integration goes through here. It knows HTTP, WebSocket and the shape of
+the bridge's answers; it does not trust the signed objects it carries, which the caller verifies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+import json
+from typing import Any, Final
+
+from aiohttp import (
+    ClientError,
+    ClientResponseError,
+    ClientSession,
+    ClientWebSocketResponse,
+    ContentTypeError,
+    WSMsgType,
+    WSServerHandshakeError,
+)
+from yarl import URL
+
+from .protocol import KeyFormatError, Placement, PublicKey, TargetError, keys_from_jwks
+
+REQUEST_TIMEOUT: Final = 10.0
+# The client pings the bridge this often and gives up on a connection that stops answering.
+HEARTBEAT: Final = 30.0
+_AUTH_STATUSES: Final = frozenset({401, 403})
+
+type SignedObject = dict[str, Any]
+
+
+class BridgeError(Exception):
+    """Anything that went wrong talking to the bridge."""
+
+
+class BridgeConnectionError(BridgeError):
+    """The bridge cannot be reached, timed out, or dropped the connection."""
+
+
+class BridgeAuthenticationError(BridgeError):
+    """The bridge refused the home credential (401 or 403)."""
+
+
+class BridgeResponseError(BridgeError):
+    """The bridge answered, but not as the protocol says it should."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Welcome:
+    """The bridge's first push message."""
+
+    home: str
+    last_seq: int
+    heartbeat: int | None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Signal:
+    """One pushed notification and its place in the bridge's ledger.
+
+    The notification stays the decoded JSON it arrived as: signatures are verified over what was
+    received, never over a model re-serialised from it.
+    """
+
+    seq: int
+    notification: dict[str, Any]
+
+
+class PushStream:
+    """An open push connection: the welcome, then signals; acknowledge each one."""
+
+    def __init__(self, socket: ClientWebSocketResponse, welcome: Welcome) -> None:
+        """Wrap a connected WebSocket whose welcome has been read."""
+        self._socket = socket
+        self.welcome = welcome
+
+    async def __aiter__(self) -> AsyncIterator[Signal]:
+        """Yield signals until the connection ends, which raises BridgeConnectionError."""
+        while True:
+            message = await _receive(self._socket)
+            if message.get("type") == "signal":
+                yield _signal(message)
+            # Other message types are for newer homes; the protocol lets peers ignore them.
+
+    async def ack(self, seq: int) -> None:
+        """Tell the bridge that signal ``seq`` has been applied or dropped."""
+        try:
+            await self._socket.send_json({"type": "ack", "seq": seq})
+        except (ClientError, ConnectionError) as err:
+            raise BridgeConnectionError(f"could not acknowledge signal {seq}: {err}") from err
+
+    async def close(self) -> None:
+        """Close the connection; iteration then ends with BridgeConnectionError."""
+        await self._socket.close()
+
+
+class BridgeClient:
+    """Talks to one bridge on behalf of one home."""
+
+    def __init__(
+        self,
+        url: str,
+        credential: str,
+        *,
+        session: ClientSession,
+        request_timeout: float = REQUEST_TIMEOUT,
+    ) -> None:
+        """Use ``session`` for every request; authenticate with the home credential."""
+        self._url = URL(url)
+        self._headers = {"Authorization": f"Bearer {credential}"}
+        self._session = session
+        self._timeout = request_timeout
+
+    async def get_home(self) -> Placement:
+        """Where the home the credential belongs to sits."""
+        body = await self._get("/home")
+        if not isinstance(body, dict):
+            raise BridgeResponseError("/home did not answer a JSON object")
+        try:
+            return Placement(
+                community=_text(body, "community"),
+                feeder=_text(body, "feeder"),
+                transformer=_text(body, "transformer"),
+                home=_text(body, "home"),
+            )
+        except TargetError as err:
+            raise BridgeResponseError(f"/home names an unusable placement: {err}") from err
+
+    async def get_keys(self) -> list[PublicKey]:
+        """The grid keys the bridge trusts, for the home to pin."""
+        body = await self._get("/keys")
+        if not isinstance(body, dict):
+            raise BridgeResponseError("/keys did not answer a JSON Web Key Set")
+        try:
+            return keys_from_jwks(body)
+        except KeyFormatError as err:
+            raise BridgeResponseError(f"/keys holds an unusable key: {err}") from err
+
+    async def get_programs(self) -> list[SignedObject]:
+        """Signed programs addressed to the home, unverified."""
+        return _objects(await self._get("/programs"), "/programs")
+
+    async def get_events(self, *, active: bool = True) -> list[SignedObject]:
+        """Signed events addressed to the home, unverified; ``active`` leaves out ended ones."""
+        query = {"active": "true" if active else "false"}
+        return _objects(await self._get("/events", query), "/events")
+
+    @asynccontextmanager
+    async def push(self, *, since: int) -> AsyncIterator[PushStream]:
+        """Open the push channel, resuming after ledger sequence ``since``."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                socket = await self._session.ws_connect(
+                    self._url.joinpath("ws").with_query(since=since),
+                    headers=self._headers,
+                    heartbeat=HEARTBEAT,
+                    compress=0,
+                )
+        except WSServerHandshakeError as err:
+            raise _status_error(err.status, "/ws") from err
+        except TimeoutError as err:
+            raise BridgeConnectionError("timed out opening the push channel") from err
+        except ClientError as err:
+            raise BridgeConnectionError(f"cannot open the push channel: {err}") from err
+        try:
+            try:
+                async with asyncio.timeout(self._timeout):
+                    welcome = _welcome(await _receive(socket))
+            except TimeoutError as err:
+                raise BridgeConnectionError("the bridge sent no welcome") from err
+            yield PushStream(socket, welcome)
+        finally:
+            await socket.close()
+
+    async def _get(self, path: str, query: Mapping[str, str] | None = None) -> Any:
+        url = self._url.joinpath(path.lstrip("/"))
+        try:
+            async with (
+                asyncio.timeout(self._timeout),
+                self._session.get(url, headers=self._headers, params=query) as response,
+            ):
+                if response.status != 200:
+                    raise _status_error(response.status, path)
+                return await response.json()
+        except TimeoutError as err:
+            raise BridgeConnectionError(f"{path} timed out") from err
+        except ContentTypeError as err:
+            raise BridgeResponseError(f"{path} did not answer JSON") from err
+        except ClientResponseError as err:
+            raise _status_error(err.status, path) from err
+        except ClientError as err:
+            raise BridgeConnectionError(f"cannot reach the bridge: {err}") from err
+        except ValueError as err:
+            raise BridgeResponseError(f"{path} answered malformed JSON: {err}") from err
+
+
+def _status_error(status: int, path: str) -> BridgeError:
+    if status in _AUTH_STATUSES:
+        return BridgeAuthenticationError(f"the bridge refused the home credential ({status})")
+    if status >= 500:
+        return BridgeConnectionError(f"{path} is unavailable ({status})")
+    return BridgeResponseError(f"{path} answered {status}")
+
+
+def _text(body: Mapping[str, Any], name: str) -> str:
+    value = body.get(name)
+    if not isinstance(value, str):
+        raise BridgeResponseError(f"/home has no '{name}'")
+    return value
+
+
+def _objects(body: Any, path: str) -> list[SignedObject]:
+    if not isinstance(body, list) or not all(isinstance(item, dict) for item in body):
+        raise BridgeResponseError(f"{path} did not answer a JSON array of objects")
+    return body
+
+
+async def _receive(socket: ClientWebSocketResponse) -> dict[str, Any]:
+    message = await socket.receive()
+    if message.type is WSMsgType.TEXT:
+        try:
+            decoded = json.loads(message.data)
+        except ValueError as err:
+            raise BridgeResponseError(f"the bridge pushed a frame that is not JSON: {err}") from err
+        if not isinstance(decoded, dict):
+            raise BridgeResponseError("the bridge pushed a frame that is not a JSON object")
+        return decoded
+    if message.type is WSMsgType.ERROR:
+        raise BridgeConnectionError(f"the push channel failed: {socket.exception()}")
+    if message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+        raise BridgeConnectionError(f"the bridge closed the push channel ({socket.close_code})")
+    raise BridgeResponseError(f"the bridge pushed an unexpected {message.type.name} frame")
+
+
+def _welcome(message: Mapping[str, Any]) -> Welcome:
+    home, last_seq, heartbeat = message.get("home"), message.get("last_seq"), message.get("heartbeat")
+    if (
+        message.get("type") != "welcome"
+        or not isinstance(home, str)
+        or type(last_seq) is not int
+        or (heartbeat is not None and type(heartbeat) is not int)
+    ):
+        raise BridgeResponseError("the push channel did not start with a welcome")
+    return Welcome(home=home, last_seq=last_seq, heartbeat=heartbeat)
+
+
+def _signal(message: Mapping[str, Any]) -> Signal:
+    seq, notification = message.get("seq"), message.get("notification")
+    if type(seq) is not int or not isinstance(notification, dict):
+        raise BridgeResponseError("the bridge pushed a signal without 'seq' and 'notification'")
+    return Signal(seq=seq, notification=notification)

@@ -1,0 +1,26 @@
+"""Constants of the Smart Community integration."""
+
+from datetime import timedelta
+import logging
+from typing import Final
+
+DOMAIN: Final = "smart_community"
+LOGGER = logging.getLogger(__package__)
+
+MANUFACTURER: Final = "Smart Community"
+
+# Entry data: where the home sits, and the grid keys it pinned at enrollment.
+CONF_PLACEMENT: Final = "placement"
+CONF_KEYS: Final = "keys"
+
+# Push is the normal path; the REST resync only catches what push might have missed.
+RESYNC_INTERVAL: Final = timedelta(minutes=15)
+
+# Reconnects back off exponentially with jitter, so thousands of homes that lost the bridge
+# at the same moment do not all come back at the same moment.
+RECONNECT_MINIMUM: Final = timedelta(seconds=1)
+RECONNECT_MAXIMUM: Final = timedelta(minutes=5)
+
+# What must survive a restart: the replay guard, the last applied sequence, applied objects.
+STORAGE_VERSION: Final = 1
+STORAGE_SAVE_DELAY: Final = 1.0
