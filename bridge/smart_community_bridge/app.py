@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 import contextlib
 
@@ -50,7 +51,7 @@ async def _link_ctx(app: web.Application) -> AsyncIterator[None]:
             on_keys,
         )
         app[UPSTREAM] = link
-        task = app.loop.create_task(link.run(), name="upstream-link")
+        task = asyncio.create_task(link.run(), name="upstream-link")
         yield
         task.cancel()
         with contextlib.suppress(BaseException):

@@ -57,7 +57,7 @@ SCHEMA = vol.Schema(
         vol.Optional("public_url"): _url,
         vol.Optional("database", default="bridge.sqlite3"): vol.All(str, vol.Length(min=1)),
         vol.Required("grid"): _GRID,
-        vol.Optional("heartbeat", default=30.0): vol.All(vol.Coerce(float), vol.Range(min=1)),
+        vol.Optional("heartbeat", default=30): vol.All(vol.Coerce(int), vol.Range(min=1)),
         vol.Optional("home_queue_size", default=256): vol.All(vol.Coerce(int), vol.Range(min=1)),
         vol.Optional("log_level", default="INFO"): vol.In(["DEBUG", "INFO", "WARNING", "ERROR"]),
     }
@@ -86,7 +86,7 @@ class BridgeConfig:
     public_url: str
     database: Path
     grid: GridConfig
-    heartbeat: float
+    heartbeat: int
     home_queue_size: int
     log_level: str
 

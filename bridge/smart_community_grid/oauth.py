@@ -8,11 +8,12 @@ simply makes clients fetch a new token (they get 401 and ask again).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 import hmac
 import secrets
 import time
+from types import MappingProxyType
 
 import jwt
 
@@ -43,26 +44,28 @@ class Scope(StrEnum):
     WRITE_VENS = "write_vens"
 
 
-ROLE_SCOPES: Mapping[Role, frozenset[Scope]] = {
-    Role.BL: frozenset(
-        {
-            Scope.READ_ALL,
-            Scope.WRITE_PROGRAMS,
-            Scope.WRITE_EVENTS,
-            Scope.WRITE_SUBSCRIPTIONS,
-            Scope.WRITE_VENS,
-        }
-    ),
-    Role.VEN: frozenset(
-        {
-            Scope.READ_TARGETS,
-            Scope.READ_VEN_OBJECTS,
-            Scope.WRITE_REPORTS,
-            Scope.WRITE_SUBSCRIPTIONS,
-            Scope.WRITE_VENS,
-        }
-    ),
-}
+ROLE_SCOPES: Mapping[Role, frozenset[Scope]] = MappingProxyType(
+    {
+        Role.BL: frozenset(
+            {
+                Scope.READ_ALL,
+                Scope.WRITE_PROGRAMS,
+                Scope.WRITE_EVENTS,
+                Scope.WRITE_SUBSCRIPTIONS,
+                Scope.WRITE_VENS,
+            }
+        ),
+        Role.VEN: frozenset(
+            {
+                Scope.READ_TARGETS,
+                Scope.READ_VEN_OBJECTS,
+                Scope.WRITE_REPORTS,
+                Scope.WRITE_SUBSCRIPTIONS,
+                Scope.WRITE_VENS,
+            }
+        ),
+    }
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -70,7 +73,7 @@ class Client:
     """A client provisioned out of band: its credentials, role and (for a VEN) community."""
 
     client_id: str
-    secret: str
+    secret: str = field(repr=False)
     role: Role
     community: str | None = None
 
@@ -83,6 +86,16 @@ class Principal:
     role: Role
     scopes: frozenset[Scope]
     community: str | None
+
+    @classmethod
+    def of(cls, client: Client) -> Principal:
+        """The client with every scope of its role (what it could do with a full token)."""
+        return cls(
+            client_id=client.client_id,
+            role=client.role,
+            scopes=ROLE_SCOPES[client.role],
+            community=client.community,
+        )
 
     def may_see(self, targets: Iterable[str] | None) -> bool:
         """Whether a program or event with these targets is visible to this client.

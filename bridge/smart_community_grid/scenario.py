@@ -283,8 +283,7 @@ def parse_scenario(data: object, base: Path) -> Scenario:
         valid = _SCENARIO(data)
     except vol.MultipleInvalid as err:
         first = err.errors[0]
-        message = "unknown key" if first.error_message == "extra keys not allowed" else first.msg
-        raise _fail(first.path, message) from err
+        raise _fail(first.path, first.msg) from err
     communities = tuple(valid["communities"])
     _check_unique(communities, "communities", None)
     clients = tuple(

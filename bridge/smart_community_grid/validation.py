@@ -39,6 +39,11 @@ def _json_type(value: object) -> str:
     return "object" if isinstance(value, dict) else type(value).__name__
 
 
+def _got(value: object) -> str:
+    """The offending value as a message shows it: strings by content, others by JSON type."""
+    return f"'{value[:60]}'" if isinstance(value, str) else _json_type(value)
+
+
 def _describe(annotation: Any) -> str:
     annotation = _unalias(annotation)
     if _is_union(annotation):
@@ -76,7 +81,7 @@ def _is_model(annotation: Any) -> bool:
 
 def _check_object(model: type[Any], data: object, path: str) -> None:
     if not isinstance(data, dict):
-        raise ModelError(f"{path or 'body'}: expected a JSON object, got {_json_type(data)}")
+        raise ModelError(f"{path or 'body'}: expected a JSON object, got {_got(data)}")
     hints = get_type_hints(model)
     for field in fields(model):
         name = field.metadata.get("alias", field.name)
@@ -98,44 +103,48 @@ def _check_value(annotation: Any, value: object, label: str, name: str) -> None:
     origin = get_origin(annotation)
     if origin is list:
         if not isinstance(value, list):
-            raise ModelError(f"{label}: expected an array, got {_json_type(value)}")
+            raise ModelError(f"{label}: expected an array, got {_got(value)}")
         (item,) = get_args(annotation)
         for index, element in enumerate(value):
             _check_value(item, element, f"{label}[{index}]", name)
         return
     if origin is dict:
         if not isinstance(value, dict):
-            raise ModelError(f"{label}: expected an object, got {_json_type(value)}")
+            raise ModelError(f"{label}: expected an object, got {_got(value)}")
         return
     if _is_model(annotation):
         _check_object(annotation, value, label)
         return
     if not _scalar_fits(annotation, value):
-        raise ModelError(f"{label}: expected {_describe(annotation)}, got {_json_type(value)}")
+        raise ModelError(f"{label}: expected {_describe(annotation)}, got {_got(value)}")
     _check_text(annotation, value, label, name)
 
 
 def _check_union(annotation: Any, value: object, label: str, name: str) -> None:
-    options = get_args(annotation)
-    if value is None and type(None) in options:
+    options = [option for option in get_args(annotation) if option is not type(None)]
+    if value is None and len(options) < len(get_args(annotation)):
         return
-    objects = [option for option in options if _is_model(option)]
-    if isinstance(value, dict) and objects:
-        first_error: ModelError | None = None
-        for option in objects:
-            try:
-                _check_object(option, value, label)
-            except ModelError as err:
-                first_error = first_error or err
-            else:
-                return
-        assert first_error is not None
-        raise first_error
+    errors: list[tuple[Any, ModelError]] = []
     for option in options:
-        if option is not type(None) and not _is_model(option) and _scalar_fits(option, value):
-            _check_text(option, value, label, name)
+        try:
+            _check_value(option, value, label, name)
+        except ModelError as err:
+            errors.append((option, err))
+        else:
             return
-    raise ModelError(f"{label}: expected {_describe(annotation)}, got {_json_type(value)}")
+    # An option of the value's own shape failed inside it: its error says where.
+    for option, error in errors:
+        if _same_shape(option, value):
+            raise error
+    raise ModelError(f"{label}: expected {_describe(annotation)}, got {_got(value)}")
+
+
+def _same_shape(annotation: Any, value: object) -> bool:
+    if _is_model(annotation) or get_origin(annotation) is dict:
+        return isinstance(value, dict)
+    if get_origin(annotation) is list:
+        return isinstance(value, list)
+    return _scalar_fits(annotation, value)
 
 
 def _scalar_fits(annotation: Any, value: object) -> bool:

@@ -15,7 +15,6 @@ from typing import Any, Final
 
 from aiohttp import (
     ClientError,
-    ClientResponseError,
     ClientSession,
     ClientWebSocketResponse,
     ContentTypeError,
@@ -191,8 +190,6 @@ class BridgeClient:
             raise BridgeConnectionError(f"{path} timed out") from err
         except ContentTypeError as err:
             raise BridgeResponseError(f"{path} did not answer JSON") from err
-        except ClientResponseError as err:
-            raise _status_error(err.status, path) from err
         except ClientError as err:
             raise BridgeConnectionError(f"cannot reach the bridge: {err}") from err
         except ValueError as err:
@@ -238,7 +235,8 @@ async def _receive(socket: ClientWebSocketResponse) -> dict[str, Any]:
 
 
 def _welcome(message: Mapping[str, Any]) -> Welcome:
-    home, last_seq, heartbeat = message.get("home"), message.get("last_seq"), message.get("heartbeat")
+    home, last_seq = message.get("home"), message.get("last_seq")
+    heartbeat = message.get("heartbeat")
     if (
         message.get("type") != "welcome"
         or not isinstance(home, str)

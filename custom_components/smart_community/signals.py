@@ -79,6 +79,7 @@ class _Ranked:
     rank: tuple[int, float]
     slot: Slot
     event: Event
+    price: Price | None = None
 
 
 def _rank(event: Event) -> tuple[int, float]:
@@ -93,7 +94,8 @@ def _winner(slots: Iterable[_Ranked], moment: datetime) -> _Ranked | None:
 
 def _currency(event: Event, programs: Mapping[str, Program]) -> str | None:
     program = programs.get(event.program_id)
-    for descriptors in (event.payload_descriptors, program.payload_descriptors if program else None):
+    program_descriptors = program.payload_descriptors if program else None
+    for descriptors in (event.payload_descriptors, program_descriptors):
         for descriptor in descriptors or ():
             if (
                 isinstance(descriptor, EventPayloadDescriptor)
@@ -131,18 +133,8 @@ def _price_value(slot: Slot) -> float | None:
     return float(value)
 
 
-@dataclass(frozen=True, slots=True)
-class _PriceSlot:
-    ranked: _Ranked
-    price: Price
-
-
-def _price_at(slots: list[_PriceSlot], moment: datetime) -> Price | None:
-    winner = min(
-        (s for s in slots if s.ranked.slot.contains(moment)),
-        key=lambda s: s.ranked.rank,
-        default=None,
-    )
+def _price_at(slots: list[_Ranked], moment: datetime) -> Price | None:
+    winner = _winner(slots, moment)
     return winner.price if winner else None
 
 
@@ -203,7 +195,7 @@ def outlook(
     horizon: timedelta = HORIZON,
 ) -> Outlook:
     """Evaluate verified events at ``now``: what applies, and what changes next, and when."""
-    prices: list[_PriceSlot] = []
+    prices: list[_Ranked] = []
     requests: list[_Ranked] = []
     for received in events:
         event = received.event
@@ -212,8 +204,8 @@ def outlook(
             currency = _currency(event, programs)
             for slot in _future_slots(received, now, horizon, EventPayloadType.PRICE):
                 if (value := _price_value(slot)) is not None:
-                    price = Price(value=value, currency=currency, event_id=event.id)
-                    prices.append(_PriceSlot(_Ranked(rank, slot, event), price))
+                    slot_price = Price(value=value, currency=currency, event_id=event.id)
+                    prices.append(_Ranked(rank, slot, event, slot_price))
         else:
             requests.extend(
                 _Ranked(rank, slot, event)
@@ -224,7 +216,7 @@ def outlook(
     price = _price_at(prices, now)
     next_change: datetime | None = None
     next_price: Price | None = None
-    for moment in _boundaries((s.ranked.slot for s in prices), now):
+    for moment in _boundaries((s.slot for s in prices), now):
         candidate = _price_at(prices, moment)
         if not _same_price(candidate, price):
             next_change, next_price = moment, candidate
@@ -233,9 +225,7 @@ def outlook(
     periods = _periods(requests)
     current = next((p for p in periods if p.contains(now)), None)
     upcoming = next((p for p in periods if p.start > now), None)
-    boundaries = _boundaries(
-        [s.ranked.slot for s in prices] + [r.slot for r in requests], now
-    )
+    boundaries = _boundaries([s.slot for s in (*prices, *requests)], now)
     return Outlook(
         at=now,
         price=price,

@@ -346,7 +346,7 @@ def test_property_valid_accepted_every_mutation_rejected(
 
 
 def test_forgery_corpus_zero_accepted(signer: Signer) -> None:
-    """Over 10,000 mutated, forged, replayed and expired signals: none accepted; all valid ones are."""
+    """Over 10,000 mutated, forged, replayed, expired signals: none accepted, all valid ones are."""
     rng = random.Random(20261127)
     intruder = Signer.generate(signer.issuer)
     rejected = accepted_valid = 0

@@ -1,0 +1,55 @@
+"""The Smart Community integration: verified grid signals for a home, from its community bridge."""
+
+from __future__ import annotations
+
+from homeassistant.const import CONF_API_TOKEN, CONF_URL, Platform
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers.aiohttp_client import async_get_clientsession
+
+from .bridge_client import BridgeClient
+from .const import DOMAIN, MANUFACTURER
+from .coordinator import (
+    SmartCommunityConfigEntry,
+    SmartCommunityCoordinator,
+    SmartCommunityData,
+    stored_state,
+)
+
+PLATFORMS = [Platform.BINARY_SENSOR, Platform.SENSOR]
+
+
+async def async_setup_entry(hass: HomeAssistant, entry: SmartCommunityConfigEntry) -> bool:
+    """Set up a home from a config entry."""
+    client = BridgeClient(
+        entry.data[CONF_URL], entry.data[CONF_API_TOKEN], session=async_get_clientsession(hass)
+    )
+    coordinator = SmartCommunityCoordinator(hass, entry, client)
+    await coordinator.async_config_entry_first_refresh()
+
+    # The home's device hangs off the community's, so that one is registered first.
+    community = coordinator.placement.community
+    community_device = dr.async_get(hass).async_get_or_create(
+        config_entry_id=entry.entry_id,
+        identifiers={(DOMAIN, community)},
+        manufacturer=MANUFACTURER,
+        model="Community bridge",
+        translation_key="community",
+        translation_placeholders={"community": community},
+    )
+    entry.runtime_data = SmartCommunityData(
+        coordinator=coordinator, community_device_id=community_device.id
+    )
+    coordinator.async_start_push()
+    await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+    return True
+
+
+async def async_unload_entry(hass: HomeAssistant, entry: SmartCommunityConfigEntry) -> bool:
+    """Unload a config entry."""
+    return await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
+
+
+async def async_remove_entry(hass: HomeAssistant, entry: SmartCommunityConfigEntry) -> None:
+    """Forget what the home stored once its entry is deleted."""
+    await stored_state(hass, entry.entry_id).async_remove()

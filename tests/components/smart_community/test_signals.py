@@ -1,0 +1,216 @@
+"""The pure domain logic: what verified events mean at a moment."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from custom_components.smart_community.protocol import Event, Program, format_datetime
+from custom_components.smart_community.signals import (
+    DemandResponse,
+    Outlook,
+    Price,
+    ReceivedEvent,
+    is_price_event,
+    outlook,
+)
+
+NOW = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
+HOUR = timedelta(hours=1)
+
+
+def _event(
+    event_id: str,
+    payloads: list[list[tuple[str, list[Any]]]],
+    *,
+    start: datetime | None = NOW,
+    duration: str = "PT1H",
+    priority: int | None = None,
+    modified: datetime = NOW,
+    currency: str | None = None,
+    name: str | None = None,
+) -> ReceivedEvent:
+    """An event of back-to-back intervals, each with the given payloads."""
+    body: dict[str, Any] = {
+        "id": event_id,
+        "objectType": "EVENT",
+        "createdDateTime": format_datetime(modified),
+        "modificationDateTime": format_datetime(modified),
+        "programID": "p1",
+        "intervalPeriod": {"duration": duration},
+        "intervals": [
+            {
+                "id": index,
+                "payloads": [{"type": kind, "values": values} for kind, values in interval],
+            }
+            for index, interval in enumerate(payloads)
+        ],
+    }
+    if start is not None:
+        body["intervalPeriod"]["start"] = format_datetime(start)
+    if priority is not None:
+        body["priority"] = priority
+    if name is not None:
+        body["eventName"] = name
+    if currency is not None:
+        body["payloadDescriptors"] = [{"payloadType": "PRICE", "currency": currency}]
+    return ReceivedEvent(event=Event.parse(body), received_at=NOW)
+
+
+def _prices(event_id: str, *values: Any, **kwargs: Any) -> ReceivedEvent:
+    return _event(event_id, [[("PRICE", [value])] for value in values], **kwargs)
+
+
+def _simple(event_id: str, *levels: int, **kwargs: Any) -> ReceivedEvent:
+    return _event(event_id, [[("SIMPLE", [level])] for level in levels], **kwargs)
+
+
+def _price_now(*events: ReceivedEvent) -> float | None:
+    price = outlook(events, {}, NOW).price
+    return price.value if price else None
+
+
+def test_classification() -> None:
+    """Price and export-price events are prices; everything else asks for demand response."""
+    assert is_price_event(_prices("a", 0.5).event)
+    assert is_price_event(_event("b", [[("EXPORT_PRICE", [0.1])]]).event)
+    assert not is_price_event(_simple("c", 1).event)
+    assert not is_price_event(_event("d", [[("IMPORT_CAPACITY_LIMIT", [3.5])]]).event)
+
+
+def test_nothing_to_say() -> None:
+    """Without events there is no price and no demand response."""
+    assert outlook([], {}, NOW) == Outlook(at=NOW)
+
+
+def test_price_now_and_next() -> None:
+    """The current price, and the first later moment it differs, skipping equal neighbours."""
+    result = outlook([_prices("tou", 0.5, 0.5, 0.9, currency="CNY")], {}, NOW)
+    assert result.price == Price(value=0.5, currency="CNY", event_id="tou")
+    assert result.next_price_change == NOW + 2 * HOUR
+    assert result.next_price == Price(value=0.9, currency="CNY", event_id="tou")
+    assert result.next_boundary == NOW + HOUR
+
+
+def test_price_ends() -> None:
+    """After the last interval there is no price: that is a change too."""
+    result = outlook([_prices("tou", 0.5)], {}, NOW + HOUR / 2)
+    assert result.price is not None
+    assert result.next_price_change == NOW + HOUR
+    assert result.next_price is None
+
+
+def test_price_split_into_sub_intervals() -> None:
+    """Several values in one interval split it evenly."""
+    event = _event("rtp", [[("PRICE", [0.1, 0.2, 0.3, 0.4])]])
+    result = outlook([event], {}, NOW + timedelta(minutes=20))
+    assert result.price is not None
+    assert result.price.value == 0.2
+    assert result.next_price_change == NOW + timedelta(minutes=30)
+
+
+def test_price_precedence() -> None:
+    """A lower priority number wins; among equals, the later publication."""
+    base = _prices("base", 0.5, priority=5)
+    urgent = _prices("urgent", 0.9, priority=1)
+    newer = _prices("newer", 0.7, priority=5, modified=NOW + timedelta(minutes=1))
+    assert _price_now(base, urgent) == 0.9
+    assert _price_now(base, newer) == 0.7
+    assert _price_now(_prices("none", 0.3), base) == 0.5
+
+
+def test_price_values_must_be_numbers() -> None:
+    """A price that is not a number is no price."""
+    assert outlook([_prices("odd", "cheap"), _prices("flag", True)], {}, NOW).price is None
+
+
+def test_currency_from_program() -> None:
+    """An event without a price descriptor takes its program's currency."""
+    tariff = Program.parse(
+        {
+            "id": "p1",
+            "objectType": "PROGRAM",
+            "createdDateTime": format_datetime(NOW),
+            "modificationDateTime": format_datetime(NOW),
+            "programName": "Tariff",
+            "payloadDescriptors": [
+                {"objectType": "REPORT_PAYLOAD_DESCRIPTOR", "payloadType": "USAGE"},
+                {"payloadType": "PRICE", "currency": "EUR"},
+            ],
+        }
+    )
+    result = outlook([_prices("tou", 0.5)], {"p1": tariff}, NOW)
+    assert result.price == Price(value=0.5, currency="EUR", event_id="tou")
+    assert outlook([_prices("tou", 0.5)], {}, NOW).price == Price(
+        value=0.5, currency=None, event_id="tou"
+    )
+
+
+def test_demand_response_window() -> None:
+    """Active from the interval's start to its end; before it, announced as the next one."""
+    event = _simple("peak", 2, start=NOW + HOUR, name="Evening peak")
+    expected = DemandResponse(
+        event_id="peak", event_name="Evening peak", start=NOW + HOUR, end=NOW + 2 * HOUR
+    )
+    before = outlook([event], {}, NOW)
+    assert before.demand_response is None
+    assert before.next_demand_response == expected
+    assert before.next_boundary == NOW + HOUR
+    during = outlook([event], {}, NOW + HOUR)
+    assert during.demand_response == expected
+    assert during.next_demand_response is None
+    assert during.next_boundary == NOW + 2 * HOUR
+    assert outlook([event], {}, NOW + 2 * HOUR).demand_response is None
+
+
+def test_simple_level_zero_is_normal_operation() -> None:
+    """SIMPLE 0 asks for nothing, so it ends a demand-response stretch."""
+    result = outlook([_simple("peak", 2, 0, 3)], {}, NOW)
+    assert result.demand_response is not None
+    assert result.demand_response.end == NOW + HOUR
+    assert result.next_demand_response is not None
+    assert result.next_demand_response.start == NOW + 2 * HOUR
+
+
+@pytest.mark.parametrize("gap", [timedelta(0), -HOUR / 2])
+def test_demand_response_stretches_merge(gap: timedelta) -> None:
+    """Back-to-back or overlapping events are one stretch; the leading event names it."""
+    first = _simple("first", 1, name="First", priority=2)
+    second = _simple("second", 3, 3, start=NOW + HOUR + gap, name="Second", priority=1)
+    result = outlook([first, second], {}, NOW)
+    assert result.demand_response == DemandResponse(
+        event_id="first", event_name="First", start=NOW, end=NOW + 3 * HOUR + gap
+    )
+    later = outlook([first, second], {}, NOW + HOUR)
+    assert later.demand_response is not None
+    assert later.demand_response.event_id == "second"
+
+
+def test_demand_response_until_further_notice() -> None:
+    """An interval lasting "forever" has no end, and swallows what follows."""
+    forever = _event("limit", [[("IMPORT_CAPACITY_LIMIT", [3.5])]], duration="P9999Y")
+    later = _simple("later", 1, start=NOW + HOUR)
+    result = outlook([forever, later], {}, NOW + HOUR * 2)
+    assert result.demand_response == DemandResponse(
+        event_id="limit", event_name=None, start=NOW, end=None
+    )
+    assert result.next_boundary is None
+
+
+def test_next_demand_response_opened_by_highest_precedence() -> None:
+    """Two events starting together: the next stretch is named after the one that wins."""
+    low = _simple("low", 1, start=NOW + HOUR, priority=9)
+    high = _simple("high", 2, start=NOW + HOUR, priority=1)
+    result = outlook([low, high], {}, NOW)
+    assert result.next_demand_response is not None
+    assert result.next_demand_response.event_id == "high"
+
+
+def test_event_starting_on_receipt() -> None:
+    """An event without a start begins when it was received."""
+    received = _simple("now", 1, start=None)
+    result = outlook([received], {}, NOW + HOUR / 2)
+    assert result.demand_response is not None
+    assert result.demand_response.start == NOW

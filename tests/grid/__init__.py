@@ -1,0 +1,1 @@
+"""Tests of the mock grid (run with -p no:homeassistant)."""
