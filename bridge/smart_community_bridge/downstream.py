@@ -20,11 +20,12 @@ from smart_community_protocol import (
     event_window,
     jwks,
 )
+from smart_community_protocol.push import PushMessageError, Welcome, ack_from, encode_welcome
 
 from . import homes
 from .ledger import StoredSignal
 from .problems import problem
-from .relay import HomeConnection, encode_signal
+from .relay import HomeConnection, signal_frame
 from .state import CONFIG, INTAKE, LEDGER, RELAY
 
 _LOGGER = logging.getLogger(__name__)
@@ -134,12 +135,12 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     writer = asyncio.get_running_loop().create_task(connection.write_loop())
     try:
         last = await ledger.last_seq()
-        await socket.send_json(
-            {"type": "welcome", "home": home.home, "last_seq": last, "heartbeat": config.heartbeat}
+        await socket.send_str(
+            encode_welcome(Welcome(home=home.home, last_seq=last, heartbeat=config.heartbeat))
         )
         replay = _for_home(await ledger.signals_since(since, now=time.time()), home)
         for signal in replay:
-            await socket.send_str(encode_signal(signal))
+            await socket.send_str(signal_frame(signal))
         if not connection.finish_replay(replay[-1].seq if replay else since):
             relay.drop(connection, "queue full after replay")
         async for message in socket:
@@ -157,12 +158,12 @@ async def websocket(request: web.Request) -> web.StreamResponse:
 
 def _handle_home_message(home: Placement, data: str) -> None:
     try:
-        message = json.loads(data)
-    except ValueError:
-        _LOGGER.info("home %s sent a frame that is not JSON", home.home)
+        seq = ack_from(data)
+    except PushMessageError as err:
+        _LOGGER.info("home %s sent a frame the bridge ignores: %s", home.home, err)
         return
-    if isinstance(message, dict) and message.get("type") == "ack":
-        _LOGGER.debug("home %s acknowledged %s", home.home, message.get("seq"))
+    if seq is not None:
+        _LOGGER.debug("home %s acknowledged %s", home.home, seq)
 
 
 def add_routes(app: web.Application) -> None:

@@ -11,25 +11,21 @@ import asyncio
 from collections.abc import Iterable
 import contextlib
 from dataclasses import dataclass, field
-import json
 import logging
 
 from aiohttp import WSCloseCode, web
 
 from smart_community_protocol import Placement, addresses
+from smart_community_protocol.push import encode_signal
 
 from .ledger import StoredSignal
 
 _LOGGER = logging.getLogger(__name__)
 
 
-def encode_signal(signal: StoredSignal) -> str:
-    """The WebSocket frame for a signal; the signed object's JSON is embedded unchanged."""
-    return (
-        f'{{"type":"signal","seq":{signal.seq},"notification":{{"objectType":'
-        f'{json.dumps(signal.object_type)},"operation":{json.dumps(signal.operation)},'
-        f'"object":{signal.body}}}}}'
-    )
+def signal_frame(signal: StoredSignal) -> str:
+    """The WebSocket frame for a stored signal; its signed JSON is embedded unchanged."""
+    return encode_signal(signal.seq, signal.object_type, signal.operation, signal.body)
 
 
 @dataclass(eq=False, slots=True)
@@ -100,7 +96,7 @@ class Relay:
 
     def publish(self, signal: StoredSignal) -> int:
         """Queue a committed signal to every connected home it addresses; returns how many."""
-        frame = encode_signal(signal)
+        frame = signal_frame(signal)
         return self._fan_out(signal.seq, frame, signal.audience)
 
     def inject(self, frame: str, audience: Iterable[str]) -> int:

@@ -7,9 +7,8 @@ the bridge's answers; it does not trust the signed objects it carries, which the
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 import json
 from typing import Any, Final
 
@@ -24,6 +23,14 @@ from aiohttp import (
 from yarl import URL
 
 from .protocol import KeyFormatError, Placement, PublicKey, TargetError, keys_from_jwks
+from .protocol.push import (
+    PushMessageError,
+    Signal,
+    Welcome,
+    encode_ack,
+    signal_from,
+    welcome_from,
+)
 
 REQUEST_TIMEOUT: Final = 10.0
 # The client pings the bridge this often and gives up on a connection that stops answering.
@@ -49,27 +56,6 @@ class BridgeResponseError(BridgeError):
     """The bridge answered, but not as the protocol says it should."""
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Welcome:
-    """The bridge's first push message."""
-
-    home: str
-    last_seq: int
-    heartbeat: int | None
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Signal:
-    """One pushed notification and its place in the bridge's ledger.
-
-    The notification stays the decoded JSON it arrived as: signatures are verified over what was
-    received, never over a model re-serialised from it.
-    """
-
-    seq: int
-    notification: dict[str, Any]
-
-
 class PushStream:
     """An open push connection: the welcome, then signals; acknowledge each one."""
 
@@ -83,13 +69,13 @@ class PushStream:
         while True:
             message = await _receive(self._socket)
             if message.get("type") == "signal":
-                yield _signal(message)
+                yield _checked(signal_from, message)
             # Other message types are for newer homes; the protocol lets peers ignore them.
 
     async def ack(self, seq: int) -> None:
         """Tell the bridge that signal ``seq`` has been applied or dropped."""
         try:
-            await self._socket.send_json({"type": "ack", "seq": seq})
+            await self._socket.send_str(encode_ack(seq))
         except (ClientError, ConnectionError) as err:
             raise BridgeConnectionError(f"could not acknowledge signal {seq}: {err}") from err
 
@@ -169,7 +155,7 @@ class BridgeClient:
         try:
             try:
                 async with asyncio.timeout(self._timeout):
-                    welcome = _welcome(await _receive(socket))
+                    welcome = _checked(welcome_from, await _receive(socket))
             except TimeoutError as err:
                 raise BridgeConnectionError("the bridge sent no welcome") from err
             yield PushStream(socket, welcome)
@@ -234,21 +220,8 @@ async def _receive(socket: ClientWebSocketResponse) -> dict[str, Any]:
     raise BridgeResponseError(f"the bridge pushed an unexpected {message.type.name} frame")
 
 
-def _welcome(message: Mapping[str, Any]) -> Welcome:
-    home, last_seq = message.get("home"), message.get("last_seq")
-    heartbeat = message.get("heartbeat")
-    if (
-        message.get("type") != "welcome"
-        or not isinstance(home, str)
-        or type(last_seq) is not int
-        or (heartbeat is not None and type(heartbeat) is not int)
-    ):
-        raise BridgeResponseError("the push channel did not start with a welcome")
-    return Welcome(home=home, last_seq=last_seq, heartbeat=heartbeat)
-
-
-def _signal(message: Mapping[str, Any]) -> Signal:
-    seq, notification = message.get("seq"), message.get("notification")
-    if type(seq) is not int or not isinstance(notification, dict):
-        raise BridgeResponseError("the bridge pushed a signal without 'seq' and 'notification'")
-    return Signal(seq=seq, notification=notification)
+def _checked[T](read: Callable[[Mapping[str, Any]], T], message: Mapping[str, Any]) -> T:
+    try:
+        return read(message)
+    except PushMessageError as err:
+        raise BridgeResponseError(f"the bridge pushed a bad message: {err}") from err

@@ -30,8 +30,6 @@ from .bridge_client import (
     BridgeConnectionError,
     BridgeError,
     PushStream,
-    Signal,
-    Welcome,
 )
 from .const import (
     CONF_KEYS,
@@ -64,6 +62,7 @@ from .protocol import (
     keys_from_jwks,
     parse_datetime,
 )
+from .protocol.push import Signal, Welcome
 from .signals import Outlook, ReceivedEvent, outlook
 
 # Stale versions that a delivery path explains by itself (a resync or a replay racing a newer

@@ -30,7 +30,7 @@ from smart_community_bridge import homes
 from smart_community_bridge.app import create_app as create_bridge
 from smart_community_bridge.config import parse_config
 from smart_community_bridge.ledger import StoredSignal
-from smart_community_bridge.relay import encode_signal
+from smart_community_bridge.relay import signal_frame
 from smart_community_bridge.state import INTAKE, LEDGER, RELAY
 from smart_community_grid.app import create_app as create_grid
 from smart_community_grid.scenario import parse_scenario
@@ -205,7 +205,7 @@ async def test_forged_or_replayed_event_at_the_bridge_never_reaches_home_state(
     ledger = stack.bridge[LEDGER]
     last = await ledger.last_seq()
     for seq, obj in ((last + 1, forged), (last + 2, genuine)):
-        frame = encode_signal(
+        frame = signal_frame(
             StoredSignal(
                 seq, "EVENT", obj["id"], "UPDATE", ("community:c1",), 2**40, json.dumps(obj)
             )

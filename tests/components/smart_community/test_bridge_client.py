@@ -16,9 +16,9 @@ from custom_components.smart_community.bridge_client import (
     BridgeConnectionError,
     BridgeError,
     BridgeResponseError,
-    Signal,
 )
 from custom_components.smart_community.protocol import jwks
+from custom_components.smart_community.protocol.push import Signal
 
 from .conftest import CREDENTIAL, PLACEMENT
 from .fake_bridge import FakeBridge, FakeGrid

@@ -1,0 +1,103 @@
+"""Messages of the bridge's WebSocket push channel (docs/protocol.md), both directions.
+
+JSON text frames: the bridge opens with a ``welcome``, then sends ``signal`` frames, each an
+OpenADR ``notification`` with the bridge's sequence number; the home answers ``ack`` once it has
+applied or dropped a signal. A signal frame embeds the signed object's JSON as stored, never
+re-encoded from a model. Unknown message types are ignored, so either side can grow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+import json
+from typing import Any
+
+
+class PushMessageError(ValueError):
+    """A push frame is not a message of the protocol."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Welcome:
+    """The bridge's first message: who the home is and the bridge's last sequence."""
+
+    home: str
+    last_seq: int
+    heartbeat: int | None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Signal:
+    """One pushed notification and its place in the bridge's ledger.
+
+    The notification stays the decoded JSON it arrived as: signatures are verified over what was
+    received, never over a model re-serialised from it.
+    """
+
+    seq: int
+    notification: dict[str, Any]
+
+
+def encode_welcome(welcome: Welcome) -> str:
+    """The welcome frame."""
+    return json.dumps(
+        {
+            "type": "welcome",
+            "home": welcome.home,
+            "last_seq": welcome.last_seq,
+            "heartbeat": welcome.heartbeat,
+        }
+    )
+
+
+def encode_signal(seq: int, object_type: str, operation: str, object_json: str) -> str:
+    """A signal frame around an object's JSON text, embedded unchanged."""
+    return (
+        f'{{"type":"signal","seq":{int(seq)},"notification":{{"objectType":'
+        f'{json.dumps(object_type)},"operation":{json.dumps(operation)},"object":{object_json}}}}}'
+    )
+
+
+def encode_ack(seq: int) -> str:
+    """The home's acknowledgement of signal ``seq``."""
+    return json.dumps({"type": "ack", "seq": seq})
+
+
+def welcome_from(message: Mapping[str, Any]) -> Welcome:
+    """Read a decoded welcome; PushMessageError if it is not one."""
+    home, last_seq, heartbeat = (
+        message.get("home"),
+        message.get("last_seq"),
+        message.get("heartbeat"),
+    )
+    if (
+        message.get("type") != "welcome"
+        or not isinstance(home, str)
+        or type(last_seq) is not int
+        or (heartbeat is not None and type(heartbeat) is not int)
+    ):
+        raise PushMessageError("the push channel did not start with a welcome")
+    return Welcome(home=home, last_seq=last_seq, heartbeat=heartbeat)
+
+
+def signal_from(message: Mapping[str, Any]) -> Signal:
+    """Read a decoded signal message; PushMessageError if it lacks its parts."""
+    seq, notification = message.get("seq"), message.get("notification")
+    if type(seq) is not int or not isinstance(notification, dict):
+        raise PushMessageError("a signal needs an integer 'seq' and a 'notification' object")
+    return Signal(seq=seq, notification=notification)
+
+
+def ack_from(text: str) -> int | None:
+    """The sequence a home acknowledges, or None when the frame is something else."""
+    try:
+        message = json.loads(text)
+    except ValueError as err:
+        raise PushMessageError("frame is not JSON") from err
+    if not isinstance(message, dict) or message.get("type") != "ack":
+        return None
+    seq = message.get("seq")
+    if type(seq) is not int:
+        raise PushMessageError("an ack needs an integer 'seq'")
+    return seq
