@@ -147,6 +147,10 @@ def ha_config(ports: dict[str, int]) -> Path:
             ),
             encoding="utf-8",
         )
+    # Only a port other than the default is written: a changed HTTP setting makes Home Assistant
+    # ask, in its UI, to confirm it.
+    port = ports["homeassistant"]
+    http_section = f"http:\n  server_port: {port}\n" if port != 8123 else ""
     (config / "configuration.yaml").write_text(
         "# Written by scripts/develop: the parts of Home Assistant the demo needs.\n"
         "homeassistant:\n"
@@ -168,7 +172,7 @@ def ha_config(ports: dict[str, int]) -> Path:
         # The demo has no cameras; these would only say that ffmpeg and libturbojpeg are absent.
         "    haffmpeg.core: critical\n"
         "    homeassistant.components.camera.img_util: critical\n"
-        + (f"http:\n  server_port: {ports['homeassistant']}\n" if ports["homeassistant"] != 8123 else ""),
+        + http_section,
         encoding="utf-8",
     )
     return config
