@@ -171,8 +171,7 @@ def ha_config(ports: dict[str, int]) -> Path:
         "    custom_components.smart_community: debug\n"
         # The demo has no cameras; these would only say that ffmpeg and libturbojpeg are absent.
         "    haffmpeg.core: critical\n"
-        "    homeassistant.components.camera.img_util: critical\n"
-        + http_section,
+        "    homeassistant.components.camera.img_util: critical\n" + http_section,
         encoding="utf-8",
     )
     return config
