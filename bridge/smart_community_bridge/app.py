@@ -11,7 +11,8 @@ from aiohttp import web
 
 from smart_community_protocol import PublicKey, Verifier, within_community
 
-from . import downstream, webhook
+from . import downstream, operator, webhook
+from .access import access_middleware
 from .config import BridgeConfig
 from .intake import SignalIntake
 from .ledger import Ledger
@@ -64,12 +65,15 @@ async def _close_homes(app: web.Application) -> None:
 
 def create_app(config: BridgeConfig) -> web.Application:
     """Build the bridge application."""
-    app = web.Application(middlewares=[problems_middleware], client_max_size=MAX_BODY)
+    app = web.Application(
+        middlewares=[problems_middleware, access_middleware], client_max_size=MAX_BODY
+    )
     app[CONFIG] = config
     app[RELAY] = Relay()
     app.cleanup_ctx.append(_ledger_ctx)
     app.cleanup_ctx.append(_link_ctx)
     app.on_shutdown.append(_close_homes)
     downstream.add_routes(app)
+    operator.add_routes(app)
     webhook.add_routes(app)
     return app

@@ -1,22 +1,34 @@
-"""Command line of the community bridge: ``serve``, ``migrate``, ``add-home``."""
+"""Command line of the community bridge.
+
+``serve`` runs it; ``migrate`` and ``operator-token`` work on its database; ``enroll``,
+``revoke`` and ``status`` ask the running bridge through its operator API, so the bridge stays
+the one writer of its ledger and a revoked home is disconnected at once.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 from pathlib import Path
 import sys
+from typing import Any
 
+import aiohttp
 from aiohttp import web
 
-from smart_community_protocol import Placement, TargetError
-
-from . import homes
+from .access import OPERATOR_PREFIX, new_token, token_hash
 from .app import create_app
 from .config import BridgeConfig, ConfigError, load_config
 from .ledger import Ledger
+
+TOKEN_VARIABLE = "SMART_COMMUNITY_OPERATOR_TOKEN"  # noqa: S105 - a variable name
+
+
+class CommandError(Exception):
+    """A command failed; the message says why."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -27,32 +39,76 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="run the bridge")
     commands.add_parser("migrate", help="create or upgrade the database, then exit")
-    add = commands.add_parser("add-home", help="register a home and print its credential")
-    add.add_argument("home")
-    add.add_argument("--feeder", required=True)
-    add.add_argument("--transformer", required=True)
+    token = commands.add_parser("operator-token", help="create an operator token and print it once")
+    token.add_argument("name")
+    for name, text in (
+        ("enroll", "issue an enrollment code for a home and print it"),
+        ("revoke", "revoke a home's credential and disconnect it"),
+        ("status", "show the running bridge's state"),
+    ):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("--url", help="the bridge (default: http://127.0.0.1:<port>)")
+        command.add_argument("--token", help=f"operator token (default: ${TOKEN_VARIABLE})")
+        if name in {"enroll", "revoke"}:
+            command.add_argument("home")
+        if name == "enroll":
+            command.add_argument("--feeder", required=True)
+            command.add_argument("--transformer", required=True)
+            command.add_argument(
+                "--ttl", type=int, help="seconds until the code expires (default 7 days)"
+            )
     return parser
 
 
-async def _migrate(config: BridgeConfig) -> int:
-    ledger = await Ledger.open(config.database)
-    version = await ledger.schema_version()
-    await ledger.close()
-    print(f"database {config.database} at schema version {version}")
-    return 0
-
-
-async def _add_home(config: BridgeConfig, home: str, feeder: str, transformer: str) -> int:
-    placement = Placement(
-        community=config.community, feeder=feeder, transformer=transformer, home=home
-    )
+async def _migrate(config: BridgeConfig) -> str:
     ledger = await Ledger.open(config.database)
     try:
-        credential = await homes.add_home(ledger, placement)
+        return f"database {config.database} at schema version {await ledger.schema_version()}"
     finally:
         await ledger.close()
-    print(credential)
-    return 0
+
+
+async def _operator_token(config: BridgeConfig, name: str) -> str:
+    token = new_token(OPERATOR_PREFIX)
+    ledger = await Ledger.open(config.database)
+    try:
+        await ledger.add_operator_token(name, token_hash(token))
+    except Exception as err:
+        raise CommandError(f"cannot create operator token {name!r}: {err}") from err
+    finally:
+        await ledger.close()
+    return token
+
+
+async def _operator_call(args: argparse.Namespace, config: BridgeConfig) -> Any:
+    url = (args.url or f"http://127.0.0.1:{config.port}").rstrip("/")
+    token = args.token or os.environ.get(TOKEN_VARIABLE)
+    if not token:
+        raise CommandError(f"an operator token is needed: --token or ${TOKEN_VARIABLE}")
+    body: dict[str, Any] | None = None
+    if args.command == "enroll":
+        method, path = "POST", "/operator/enrollment-codes"
+        body = {"home": args.home, "feeder": args.feeder, "transformer": args.transformer}
+        if args.ttl is not None:
+            body["ttl"] = args.ttl
+    elif args.command == "revoke":
+        method, path = "POST", f"/operator/homes/{args.home}/revoke"
+    else:
+        method, path = "GET", "/operator/status"
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.request(
+                method, url + path, json=body, headers={"Authorization": f"Bearer {token}"}
+            ) as response,
+        ):
+            answer = await response.json(content_type=None)
+    except (aiohttp.ClientError, ValueError) as err:
+        raise CommandError(f"cannot reach the bridge at {url}: {err}") from err
+    if response.status >= 400:
+        detail = answer.get("detail") if isinstance(answer, dict) else None
+        raise CommandError(f"the bridge answered {response.status}: {detail or answer}")
+    return answer
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,19 +122,24 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if args.command == "serve":
+        web.run_app(
+            create_app(config),
+            host=config.host,
+            port=config.port,
+            shutdown_timeout=8.0,
+            print=lambda text: print(text, flush=True),
+        )
+        return 0
     try:
         if args.command == "migrate":
-            return asyncio.run(_migrate(config))
-        if args.command == "add-home":
-            return asyncio.run(_add_home(config, args.home, args.feeder, args.transformer))
-    except TargetError as err:
+            print(asyncio.run(_migrate(config)))
+        elif args.command == "operator-token":
+            print(asyncio.run(_operator_token(config, args.name)))
+        else:
+            answer = asyncio.run(_operator_call(args, config))
+            print(answer["code"] if args.command == "enroll" else json.dumps(answer, indent=2))
+    except CommandError as err:
         print(f"smart-community-bridge: {err}", file=sys.stderr)
-        return 2
-    web.run_app(
-        create_app(config),
-        host=config.host,
-        port=config.port,
-        shutdown_timeout=8.0,
-        print=lambda text: print(text, flush=True),
-    )
+        return 1
     return 0

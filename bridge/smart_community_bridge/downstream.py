@@ -8,8 +8,10 @@ from datetime import UTC, datetime
 import json
 import logging
 import time
+from typing import Any
 
 from aiohttp import WSMsgType, web
+import voluptuous as vol
 
 from smart_community_protocol import (
     Event,
@@ -23,35 +25,14 @@ from smart_community_protocol import (
 from smart_community_protocol.push import PushMessageError, Welcome, ack_from, encode_welcome
 
 from . import homes
+from .access import CALLER, Role, allow
 from .ledger import StoredSignal
-from .problems import problem
+from .problems import json_body, problem
 from .relay import HomeConnection, signal_frame
 from .state import CONFIG, INTAKE, LEDGER, RELAY
 
 _LOGGER = logging.getLogger(__name__)
 MAX_FRAME = 64 * 1024
-
-
-async def _authenticate(request: web.Request) -> Placement:
-    scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
-    placement = None
-    if scheme.lower() == "bearer" and credential:
-        placement = await homes.authenticate(
-            request.app[LEDGER], request.app[CONFIG].community, credential
-        )
-    if placement is None:
-        raise web.HTTPUnauthorized(
-            text=json.dumps(
-                {
-                    "title": "Unauthorized",
-                    "status": 401,
-                    "detail": "a valid home credential is required",
-                }
-            ),
-            content_type="application/json",
-            headers={"WWW-Authenticate": 'Bearer realm="smart-community"'},
-        )
-    return placement
 
 
 def _json_array(bodies: list[str]) -> web.Response:
@@ -63,29 +44,61 @@ def _for_home(signals: list[StoredSignal], home: Placement) -> list[StoredSignal
     return [s for s in signals if addresses(list(s.audience), home.targets)]
 
 
+def _placement_json(home: Placement) -> dict[str, Any]:
+    return {
+        "home": home.home,
+        "community": home.community,
+        "feeder": home.feeder,
+        "transformer": home.transformer,
+        "targets": sorted(home.targets),
+    }
+
+
+@allow(Role.HOME)
 async def get_home(request: web.Request) -> web.Response:
     """Who the caller is and where it sits."""
-    home = await _authenticate(request)
-    return web.json_response(
-        {
-            "home": home.home,
-            "community": home.community,
-            "feeder": home.feeder,
-            "transformer": home.transformer,
-            "targets": sorted(home.targets),
-        }
+    return web.json_response(_placement_json(request[CALLER].home))
+
+
+_ENROLL = vol.Schema({vol.Required("code"): vol.All(str, vol.Length(min=1, max=64))})
+
+
+@allow()
+async def enroll(request: web.Request) -> web.Response:
+    """Exchange a single-use enrollment code for the home's own credential."""
+    body = await json_body(request, _ENROLL)
+    redeemed = await homes.redeem_code(
+        request.app[LEDGER], request.app[CONFIG].community, body["code"]
     )
+    if redeemed is None:
+        return problem(
+            403,
+            "Forbidden",
+            "enrollment code is unknown, used or expired; ask the operator for a new one",
+        )
+    placement, credential = redeemed
+    return web.json_response({**_placement_json(placement), "credential": credential}, status=201)
 
 
+@allow(Role.HOME)
+async def rotate_credential(request: web.Request) -> web.Response:
+    """Replace the caller's credential; the old one stops working at once."""
+    credential = await homes.rotate_credential(request.app[LEDGER], request[CALLER].name)
+    if credential is None:
+        return problem(403, "Forbidden", "the home is revoked")
+    return web.json_response({"credential": credential})
+
+
+@allow(Role.HOME)
 async def get_keys(request: web.Request) -> web.Response:
     """The grid keys the bridge trusts, for homes to pin."""
-    await _authenticate(request)
     return web.json_response(jwks(request.app[INTAKE].verifier.pinned))
 
 
+@allow(Role.HOME)
 async def get_programs(request: web.Request) -> web.Response:
     """Signed programs addressed to the caller."""
-    home = await _authenticate(request)
+    home = request[CALLER].home
     signals = await request.app[LEDGER].current_objects("PROGRAM", now=time.time())
     return _json_array([s.body for s in _for_home(signals, home)])
 
@@ -98,9 +111,10 @@ def _still_active(signal: StoredSignal, now: datetime) -> bool:
     return window is not None and (window[1] is None or window[1] > now)
 
 
+@allow(Role.HOME)
 async def get_events(request: web.Request) -> web.Response:
     """Signed events addressed to the caller; ``active=true`` leaves out ended ones."""
-    home = await _authenticate(request)
+    home = request[CALLER].home
     active = request.query.get("active", "false").lower()
     if active not in {"true", "false"}:
         return problem(400, "Bad Request", "query 'active' must be true or false")
@@ -111,14 +125,16 @@ async def get_events(request: web.Request) -> web.Response:
     return _json_array([s.body for s in signals])
 
 
+@allow()
 async def health(request: web.Request) -> web.Response:
     """Liveness."""
     return web.json_response({"status": "ok"})
 
 
+@allow(Role.HOME)
 async def websocket(request: web.Request) -> web.StreamResponse:
     """Push signals to one home: replay what it missed, then live ones."""
-    home = await _authenticate(request)
+    home = request[CALLER].home
     try:
         since = int(request.query.get("since", "0"))
     except ValueError:
@@ -174,3 +190,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/events", get_events)
     app.router.add_get("/ws", websocket)
     app.router.add_get("/health", health)
+    app.router.add_post("/enroll", enroll)
+    app.router.add_post("/home/credential", rotate_credential)

@@ -7,6 +7,7 @@ with ``synchronous=FULL`` so a signal acknowledged to the grid survives ``kill -
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass
 import json
@@ -48,6 +49,23 @@ MIGRATIONS: tuple[str, ...] = (
         pinned_at REAL NOT NULL
     );
     """,
+    """
+    CREATE TABLE enrollment_codes (
+        code_hash TEXT PRIMARY KEY,
+        home_id TEXT NOT NULL,
+        feeder TEXT NOT NULL,
+        transformer TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        used_at REAL
+    );
+    CREATE TABLE operator_tokens (
+        token_hash TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        created_at REAL NOT NULL
+    );
+    ALTER TABLE homes ADD COLUMN credential_changed_at REAL;
+    """,
 )
 
 
@@ -80,6 +98,9 @@ class Ledger:
     def __init__(self, connection: aiosqlite.Connection) -> None:
         """Use an open connection; prefer ``Ledger.open``."""
         self._db = connection
+        # One connection serves every coroutine: a multi-statement transaction must not take in
+        # another coroutine's statement, so writes queue behind this lock.
+        self._writing = asyncio.Lock()
 
     @classmethod
     async def open(cls, path: Path) -> Self:
@@ -132,22 +153,25 @@ class Ledger:
     ) -> StoredSignal | None:
         """Commit a verified signal; None when that exact version is already stored."""
         targets = tuple(audience)
-        async with self._db.execute(
-            "INSERT OR IGNORE INTO signals (object_type, object_id, operation, issuer, version,"
-            " audience, expires, body, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " RETURNING seq",
-            (
-                object_type,
-                object_id,
-                operation,
-                issuer,
-                version,
-                json.dumps(targets),
-                expires,
-                body,
-                time.time(),
-            ),
-        ) as cursor:
+        async with (
+            self._writing,
+            self._db.execute(
+                "INSERT OR IGNORE INTO signals (object_type, object_id, operation, issuer, version,"
+                " audience, expires, body, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " RETURNING seq",
+                (
+                    object_type,
+                    object_id,
+                    operation,
+                    issuer,
+                    version,
+                    json.dumps(targets),
+                    expires,
+                    body,
+                    time.time(),
+                ),
+            ) as cursor,
+        ):
             row = await cursor.fetchone()
         if row is None:
             return None
@@ -190,16 +214,26 @@ class Ledger:
             row = await cursor.fetchone()
         return int(row[0]) if row else 0
 
-    # --- homes -----------------------------------------------------------------------------
+    # --- homes ---------------------------------------------------------------------------
 
     async def add_home(
         self, home_id: str, feeder: str, transformer: str, credential_hash: str
     ) -> None:
-        """Register a home with the hash of its credential."""
+        """Register a home, or re-register it (new place, new credential, no longer revoked)."""
+        async with self._writing:
+            await self._upsert_home(home_id, feeder, transformer, credential_hash)
+
+    async def _upsert_home(
+        self, home_id: str, feeder: str, transformer: str, credential_hash: str
+    ) -> None:
+        now = time.time()
         await self._db.execute(
-            "INSERT INTO homes (home_id, feeder, transformer, credential_hash, created_at)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (home_id, feeder, transformer, credential_hash, time.time()),
+            "INSERT INTO homes (home_id, feeder, transformer, credential_hash, created_at,"
+            " credential_changed_at) VALUES (?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (home_id) DO UPDATE SET feeder = excluded.feeder,"
+            " transformer = excluded.transformer, credential_hash = excluded.credential_hash,"
+            " credential_changed_at = excluded.credential_changed_at, revoked_at = NULL",
+            (home_id, feeder, transformer, credential_hash, now, now),
         )
 
     async def home_by_credential(self, credential_hash: str) -> HomeRecord | None:
@@ -213,6 +247,90 @@ class Ledger:
             return None
         return HomeRecord(row[0], row[1], row[2], row[3] is not None)
 
+    async def homes(self) -> list[HomeRecord]:
+        """Every registered home."""
+        async with self._db.execute(
+            "SELECT home_id, feeder, transformer, revoked_at FROM homes ORDER BY home_id"
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [HomeRecord(r[0], r[1], r[2], r[3] is not None) for r in rows]
+
+    async def replace_credential(self, home_id: str, credential_hash: str) -> bool:
+        """Give a home a new credential (the old one stops working); False if unknown/revoked."""
+        async with (
+            self._writing,
+            self._db.execute(
+                "UPDATE homes SET credential_hash = ?, credential_changed_at = ?"
+                " WHERE home_id = ? AND revoked_at IS NULL",
+                (credential_hash, time.time(), home_id),
+            ) as cursor,
+        ):
+            return cursor.rowcount == 1
+
+    async def revoke_home(self, home_id: str) -> bool:
+        """Revoke a home's credential; False if the home is unknown."""
+        async with (
+            self._writing,
+            self._db.execute(
+                "UPDATE homes SET revoked_at = coalesce(revoked_at, ?) WHERE home_id = ?",
+                (time.time(), home_id),
+            ) as cursor,
+        ):
+            return cursor.rowcount == 1
+
+    # --- enrollment ------------------------------------------------------------------------
+
+    async def add_enrollment_code(
+        self, code_hash: str, home_id: str, feeder: str, transformer: str, expires_at: float
+    ) -> None:
+        """Store an enrollment code (its hash) for a home."""
+        async with self._writing:
+            await self._db.execute(
+                "INSERT INTO enrollment_codes (code_hash, home_id, feeder, transformer,"
+                " created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (code_hash, home_id, feeder, transformer, time.time(), expires_at),
+            )
+
+    async def redeem_enrollment_code(
+        self, code_hash: str, credential_hash: str, now: float
+    ) -> HomeRecord | None:
+        """Use a valid code once: register its home with the credential; None if not valid."""
+        async with self._writing:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                async with self._db.execute(
+                    "UPDATE enrollment_codes SET used_at = ? WHERE code_hash = ?"
+                    " AND used_at IS NULL AND expires_at > ?"
+                    " RETURNING home_id, feeder, transformer",
+                    (now, code_hash, now),
+                ) as cursor:
+                    row = await cursor.fetchone()
+                if row is not None:
+                    await self._upsert_home(row[0], row[1], row[2], credential_hash)
+                await self._db.execute("COMMIT")
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+        return None if row is None else HomeRecord(row[0], row[1], row[2], revoked=False)
+
+    # --- operators -------------------------------------------------------------------------
+
+    async def add_operator_token(self, name: str, token_hash: str) -> None:
+        """Store an operator token (its hash) under a name."""
+        async with self._writing:
+            await self._db.execute(
+                "INSERT INTO operator_tokens (token_hash, name, created_at) VALUES (?, ?, ?)",
+                (token_hash, name, time.time()),
+            )
+
+    async def operator_by_token(self, token_hash: str) -> str | None:
+        """The name of the operator holding this token, if any."""
+        async with self._db.execute(
+            "SELECT name FROM operator_tokens WHERE token_hash = ?", (token_hash,)
+        ) as cursor:
+            row = await cursor.fetchone()
+        return None if row is None else str(row[0])
+
     # --- grid keys -------------------------------------------------------------------------
 
     async def pinned_grid_keys(self) -> list[dict[str, Any]]:
@@ -223,10 +341,11 @@ class Ledger:
 
     async def pin_grid_key(self, kid: str, issuer: str, jwk: dict[str, Any]) -> None:
         """Pin a grid key (kept for good; rotation adds keys)."""
-        await self._db.execute(
-            "INSERT OR IGNORE INTO grid_keys (kid, issuer, jwk, pinned_at) VALUES (?, ?, ?, ?)",
-            (kid, issuer, json.dumps(jwk), time.time()),
-        )
+        async with self._writing:
+            await self._db.execute(
+                "INSERT OR IGNORE INTO grid_keys (kid, issuer, jwk, pinned_at) VALUES (?, ?, ?, ?)",
+                (kid, issuer, json.dumps(jwk), time.time()),
+            )
 
 
 def _signal(row: Any) -> StoredSignal:

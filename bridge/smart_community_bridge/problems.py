@@ -1,22 +1,39 @@
-"""Errors as OpenADR ``problem`` bodies."""
+"""Errors as OpenADR ``problem`` bodies, and request bodies checked with a clear reason."""
 
 from __future__ import annotations
 
+import json
 import logging
+from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+import voluptuous as vol
 
 from smart_community_protocol import Problem
 
 _LOGGER = logging.getLogger(__name__)
 
 
-def problem(status: int, title: str, detail: str | None = None) -> web.Response:
+def problem(
+    status: int, title: str, detail: str | None = None, headers: dict[str, str] | None = None
+) -> web.Response:
     """An OpenADR problem response."""
-    return web.json_response(
-        Problem(title=title, status=status, detail=detail).to_json_dict(), status=status
-    )
+    body = Problem(title=title, status=status, detail=detail).to_json_dict()
+    return web.json_response(body, status=status, headers=headers)
+
+
+async def json_body(request: web.Request, schema: vol.Schema) -> Any:
+    """The request's JSON body, validated; 400 naming the offending key otherwise."""
+    try:
+        data = json.loads(await request.read())
+    except ValueError as err:
+        raise web.HTTPBadRequest(text=f"body is not JSON: {err}") from err
+    try:
+        return schema(data)
+    except vol.MultipleInvalid as err:
+        where = ".".join(str(p) for p in err.errors[0].path) or "body"
+        raise web.HTTPBadRequest(text=f"{where}: {err.errors[0].msg}") from err
 
 
 @web.middleware

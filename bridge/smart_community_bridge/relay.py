@@ -86,6 +86,10 @@ class Relay:
         """How many homes are connected."""
         return len(self._connections)
 
+    def connected_homes(self) -> set[str]:
+        """Ids of the homes connected now."""
+        return {connection.placement.home for connection in self._connections}
+
     def register(self, connection: HomeConnection) -> None:
         """Start relaying to a connection."""
         self._connections.add(connection)
@@ -127,6 +131,22 @@ class Relay:
                 code=WSCloseCode.TRY_AGAIN_LATER, message=b"too slow; resume later"
             )
         )
+        task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+
+    def disconnect_home(self, home_id: str, why: str) -> int:
+        """Close every connection of a home at once (its credential was revoked)."""
+        closing = [c for c in self._connections if c.placement.home == home_id]
+        for connection in closing:
+            self._close(connection, WSCloseCode.POLICY_VIOLATION, why)
+        return len(closing)
+
+    def _close(self, connection: HomeConnection, code: int, why: str) -> None:
+        connection.dropped = True
+        self.unregister(connection)
+        task = asyncio.get_running_loop().create_task(
+            connection.socket.close(code=code, message=why.encode())
+        )
+        # A socket that is already gone has nothing to report.
         task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
 
     async def close_all(self) -> None:

@@ -2,7 +2,8 @@
 
 Home Assistant is onboarded through its own HTTP API (a demo owner account) and the Smart
 Community integration is added through its config flow, pointed at the bridge with a home
-credential the bridge issued. Everything lives in .develop/ and stops on Ctrl-C.
+credential the home obtained with an enrollment code the operator issued. Everything lives in
+.develop/ and stops on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -89,9 +90,9 @@ def bridge_config(ports: dict[str, int]) -> Path:
     return path
 
 
-async def home_credential(config: Path) -> str:
-    """The demo home's credential, issued by the bridge once and kept in .develop/."""
-    saved = WORK / "home.credential"
+async def operator_token(config: Path) -> str:
+    """The demo operator's token, created once in the bridge's database and kept in .develop/."""
+    saved = WORK / "operator.token"
     if saved.exists():
         return saved.read_text(encoding="utf-8").strip()
     process = await asyncio.create_subprocess_exec(
@@ -100,19 +101,33 @@ async def home_credential(config: Path) -> str:
         "smart_community_bridge",
         "--config",
         str(config),
-        "add-home",
-        HOME_ID,
-        "--feeder",
-        FEEDER,
-        "--transformer",
-        TRANSFORMER,
+        "operator-token",
+        "develop",
         stdout=asyncio.subprocess.PIPE,
         cwd=REPO,
     )
     out, _ = await process.communicate()
     if process.returncode:
-        raise SystemExit("the bridge could not register the demo home")
-    credential = out.decode().strip().splitlines()[-1]
+        raise SystemExit("the bridge could not create an operator token")
+    token = out.decode().strip().splitlines()[-1]
+    saved.write_text(token + "\n", encoding="utf-8")
+    saved.chmod(0o600)
+    return token
+
+
+async def home_credential(session: aiohttp.ClientSession, bridge: str, operator: str) -> str:
+    """The demo home's credential: the operator enrols it, the home redeems the code once."""
+    saved = WORK / "home.credential"
+    if saved.exists():
+        return saved.read_text(encoding="utf-8").strip()
+    async with session.post(
+        f"{bridge}/operator/enrollment-codes",
+        json={"home": HOME_ID, "feeder": FEEDER, "transformer": TRANSFORMER},
+        headers={"Authorization": f"Bearer {operator}"},
+    ) as response:
+        code = (await response.json())["code"]
+    async with session.post(f"{bridge}/enroll", json={"code": code}) as response:
+        credential = str((await response.json())["credential"])
     saved.write_text(credential + "\n", encoding="utf-8")
     saved.chmod(0o600)
     return credential
@@ -277,7 +292,7 @@ async def main(ports: dict[str, int]) -> None:
             )
             await wait_http(session, f"{grid}/auth/server", stack)
             config = bridge_config(ports)
-            credential = await home_credential(config)
+            operator = await operator_token(config)
             await stack.start(
                 "bridge",
                 sys.executable,
@@ -289,6 +304,7 @@ async def main(ports: dict[str, int]) -> None:
                 log=WORK / "bridge.log",
             )
             await wait_http(session, f"{bridge}/health", stack)
+            credential = await home_credential(session, bridge, operator)
             await stack.start(
                 "homeassistant",
                 sys.executable,
@@ -305,7 +321,7 @@ async def main(ports: dict[str, int]) -> None:
         print(
             "\nReady.\n"
             f"  Home Assistant  {ha}   (login: {HA_USER} / {HA_PASSWORD})\n"
-            f"  bridge          {bridge}/health\n"
+            f"  bridge          {bridge}/health   (operator token in .develop/operator.token)\n"
             f"  mock grid       {grid}/programs (OAuth2; see scenarios/demo.yaml)\n"
             "The demo scenario publishes today's prices now and a demand-response event a minute\n"
             "from start, active two minutes from start. Ctrl-C stops everything."
