@@ -11,7 +11,7 @@ from aiohttp import web
 
 from smart_community_protocol import PublicKey, Verifier, within_community
 
-from . import downstream, operator, webhook
+from . import downstream, observability, operator, webhook
 from .access import access_middleware
 from .config import BridgeConfig
 from .intake import SignalIntake
@@ -73,6 +73,8 @@ def create_app(config: BridgeConfig) -> web.Application:
     app.cleanup_ctx.append(_ledger_ctx)
     app.cleanup_ctx.append(_link_ctx)
     app.on_shutdown.append(_close_homes)
+    observability.setup_metrics(app)
+    observability.add_routes(app)
     downstream.add_routes(app)
     operator.add_routes(app)
     webhook.add_routes(app)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import os
 from pathlib import Path
 import sys
@@ -23,6 +22,7 @@ from .access import OPERATOR_PREFIX, new_token, token_hash
 from .app import create_app
 from .config import BridgeConfig, ConfigError, load_config
 from .ledger import Ledger
+from .observability import configure_logging
 
 TOKEN_VARIABLE = "SMART_COMMUNITY_OPERATOR_TOKEN"  # noqa: S105 - a variable name
 
@@ -39,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="run the bridge")
     commands.add_parser("migrate", help="create or upgrade the database, then exit")
+    commands.add_parser(
+        "healthcheck", help="exit 0 when the local bridge is ready (container probe)"
+    )
     token = commands.add_parser("operator-token", help="create an operator token and print it once")
     token.add_argument("name")
     for name, text in (
@@ -66,6 +69,18 @@ async def _migrate(config: BridgeConfig) -> str:
         return f"database {config.database} at schema version {await ledger.schema_version()}"
     finally:
         await ledger.close()
+
+
+async def _healthcheck(config: BridgeConfig) -> int:
+    url = f"http://127.0.0.1:{config.port}/health/ready"
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as session,
+            session.get(url) as response,
+        ):
+            return 0 if response.status == 200 else 1
+    except aiohttp.ClientError, TimeoutError:
+        return 1
 
 
 async def _operator_token(config: BridgeConfig, name: str) -> str:
@@ -119,9 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"smart-community-bridge: {err}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(config.log_level, config.log_format)
+    if args.command == "healthcheck":
+        return asyncio.run(_healthcheck(config))
     if args.command == "serve":
         web.run_app(
             create_app(config),

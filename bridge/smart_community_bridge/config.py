@@ -60,6 +60,7 @@ SCHEMA = vol.Schema(
         vol.Optional("heartbeat", default=30): vol.All(vol.Coerce(int), vol.Range(min=1)),
         vol.Optional("home_queue_size", default=256): vol.All(vol.Coerce(int), vol.Range(min=1)),
         vol.Optional("log_level", default="INFO"): vol.In(["DEBUG", "INFO", "WARNING", "ERROR"]),
+        vol.Optional("log_format", default="text"): vol.In(["text", "json"]),
     }
 )
 
@@ -89,6 +90,7 @@ class BridgeConfig:
     heartbeat: int
     home_queue_size: int
     log_level: str
+    log_format: str
 
 
 def _overlay_environment(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
@@ -137,6 +139,7 @@ def parse_config(raw: Mapping[str, Any], environ: Mapping[str, str] | None = Non
         heartbeat=data["heartbeat"],
         home_queue_size=data["home_queue_size"],
         log_level=data["log_level"],
+        log_format=data["log_format"],
     )
 
 

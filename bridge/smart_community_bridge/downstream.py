@@ -125,12 +125,6 @@ async def get_events(request: web.Request) -> web.Response:
     return _json_array([s.body for s in signals])
 
 
-@allow()
-async def health(request: web.Request) -> web.Response:
-    """Liveness."""
-    return web.json_response({"status": "ok"})
-
-
 @allow(Role.HOME)
 async def websocket(request: web.Request) -> web.StreamResponse:
     """Push signals to one home: replay what it missed, then live ones."""
@@ -189,6 +183,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/programs", get_programs)
     app.router.add_get("/events", get_events)
     app.router.add_get("/ws", websocket)
-    app.router.add_get("/health", health)
     app.router.add_post("/enroll", enroll)
     app.router.add_post("/home/credential", rotate_credential)

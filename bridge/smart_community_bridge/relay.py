@@ -80,11 +80,16 @@ class Relay:
         """Start empty."""
         self._connections: set[HomeConnection] = set()
         self.relayed = 0
+        self.dropped = 0
 
     @property
     def connected(self) -> int:
         """How many homes are connected."""
         return len(self._connections)
+
+    def queue_depths(self) -> list[int]:
+        """Frames waiting per connection."""
+        return [c.queue.qsize() + len(c.pending) for c in self._connections]
 
     def connected_homes(self) -> set[str]:
         """Ids of the homes connected now."""
@@ -126,6 +131,7 @@ class Relay:
         connection.dropped = True
         self.unregister(connection)
         _LOGGER.warning("dropping home %s: %s", connection.placement.home, why)
+        self.dropped += 1
         task = asyncio.get_running_loop().create_task(
             connection.socket.close(
                 code=WSCloseCode.TRY_AGAIN_LATER, message=b"too slow; resume later"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 import logging
 from pathlib import Path
@@ -55,6 +56,16 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8081)
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    serve.add_argument(
+        "--signing-key", type=Path, help="the signing key file, instead of the scenario's"
+    )
+    serve.add_argument(
+        "--allow-http-host",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="a webhook host reached over plain HTTP (a private container network; repeatable)",
+    )
     publish = commands.add_parser("publish-event", help="publish a demand-response event")
     publish.add_argument("--grid", required=True, help="grid base URL, e.g. http://127.0.0.1:8081")
     publish.add_argument("--client-id", required=True)
@@ -183,7 +194,16 @@ def main(argv: list[str] | None = None) -> int:
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        app = create_app(load_scenario(args.scenario))
+        scenario = load_scenario(args.scenario)
+        scenario = replace(
+            scenario,
+            signing_key=args.signing_key.resolve() if args.signing_key else scenario.signing_key,
+            webhooks=replace(
+                scenario.webhooks,
+                allow_http_hosts=(*scenario.webhooks.allow_http_hosts, *args.allow_http_host),
+            ),
+        )
+        app = create_app(scenario)
     except (ScenarioError, KeyFormatError, OSError) as err:
         print(f"smart-community-grid: {err}", file=sys.stderr)
         return 2

@@ -93,6 +93,8 @@ class WebhookSettings:
     attempts: int
     backoff: float
     allow_http_loopback: bool
+    # Host names reached over plain HTTP inside a private network (a container network).
+    allow_http_hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -231,6 +233,7 @@ _WEBHOOKS = vol.Schema(
         vol.Optional("attempts", default=3): vol.All(_integer, vol.Range(min=1, max=10)),
         vol.Optional("backoff", default=1.0): vol.All(_number, vol.Range(min=0, max=60)),
         vol.Optional("allow_http_loopback", default=False): bool,
+        vol.Optional("allow_http_hosts", default=list): [_text],
     }
 )
 _SCENARIO = vol.Schema(
@@ -320,6 +323,7 @@ def parse_scenario(data: object, base: Path) -> Scenario:
             attempts=webhooks["attempts"],
             backoff=webhooks["backoff"],
             allow_http_loopback=webhooks["allow_http_loopback"],
+            allow_http_hosts=tuple(webhooks["allow_http_hosts"]),
         ),
     )
 

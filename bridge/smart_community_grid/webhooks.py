@@ -68,10 +68,9 @@ class Webhooks:
             raise BadRequest(f"callbackUrl '{url}' is not a URL") from err
         if parsed.scheme == "https" and parsed.host:
             return parsed
-        if (
-            parsed.scheme == "http"
-            and self._settings.allow_http_loopback
-            and _loopback(parsed.host)
+        if parsed.scheme == "http" and (
+            (self._settings.allow_http_loopback and _loopback(parsed.host))
+            or parsed.host in self._settings.allow_http_hosts
         ):
             return parsed
         hint = (

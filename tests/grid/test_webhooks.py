@@ -56,6 +56,23 @@ async def test_https_is_required_unless_loopback_http_is_allowed(
     assert "https" in reply.body["detail"]
 
 
+async def test_named_hosts_may_be_called_over_http(
+    make_grid: GridFactory, receiver: Receiver
+) -> None:
+    """A container network names the bridge; the grid may call it over plain HTTP if told so."""
+    named = await make_grid(
+        webhooks={"allow_http_loopback": False, "allow_http_hosts": ["127.0.0.1"]}
+    )
+    reply = await named.call(
+        "POST", "/subscriptions", as_="ven1", json=subscription(receiver.url("a"))
+    )
+    assert reply.status == 201
+    reply = await named.call(
+        "POST", "/subscriptions", as_="ven1", json=subscription("http://other-host/callback")
+    )
+    assert reply.status == 400
+
+
 async def test_create_update_delete_are_delivered(grid: Grid, receiver: Receiver) -> None:
     await grid.ok("POST", "/subscriptions", as_="ven1", json=subscription(receiver.url("bridge")))
     verifier = await grid.verifier("c1")
