@@ -18,7 +18,8 @@ from .intake import SignalIntake
 from .ledger import Ledger
 from .problems import problems_middleware
 from .relay import Relay
-from .state import CONFIG, INTAKE, LEDGER, RELAY, UPSTREAM
+from .state import CONFIG, INGEST, INTAKE, LEDGER, RELAY, UPSTREAM
+from .telemetry import TelemetryIngest
 from .upstream import GridClient, UpstreamLink, pin_keys
 
 MAX_BODY = 256 * 1024
@@ -59,6 +60,29 @@ async def _link_ctx(app: web.Application) -> AsyncIterator[None]:
             await task
 
 
+async def _ingest_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    ingest = TelemetryIngest(app[LEDGER], config.community, config.fusion)
+    await ingest.restore()
+    app[INGEST] = ingest
+
+    async def retention() -> None:
+        while True:
+            await ingest.prune()
+            await asyncio.sleep(3600)
+
+    tasks = [
+        asyncio.create_task(ingest.run(), name="telemetry-batches"),
+        asyncio.create_task(retention(), name="telemetry-retention"),
+    ]
+    yield
+    for task in tasks:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    await ingest.flush()  # what homes were promised, before the ledger closes
+
+
 async def _close_homes(app: web.Application) -> None:
     await app[RELAY].close_all()
 
@@ -71,6 +95,7 @@ def create_app(config: BridgeConfig) -> web.Application:
     app[CONFIG] = config
     app[RELAY] = Relay()
     app.cleanup_ctx.append(_ledger_ctx)
+    app.cleanup_ctx.append(_ingest_ctx)
     app.cleanup_ctx.append(_link_ctx)
     app.on_shutdown.append(_close_homes)
     observability.setup_metrics(app)

@@ -49,6 +49,22 @@ _GRID = vol.Schema(
     }
 )
 
+_FUSION = vol.Schema(
+    {
+        vol.Optional("bucket_seconds", default=300): vol.All(vol.Coerce(int), vol.Range(min=10)),
+        vol.Optional("bucket_grace", default=120): vol.All(vol.Coerce(int), vol.Range(min=0)),
+        vol.Optional("batch_seconds", default=0.2): vol.All(
+            vol.Coerce(float), vol.Range(min=0.0, max=5.0)
+        ),
+        vol.Optional("raw_retention_hours", default=48): vol.All(
+            vol.Coerce(float), vol.Range(min=1)
+        ),
+        vol.Optional("rollup_retention_days", default=90): vol.All(
+            vol.Coerce(float), vol.Range(min=1)
+        ),
+    }
+)
+
 SCHEMA = vol.Schema(
     {
         vol.Required("community"): _identifier,
@@ -57,6 +73,7 @@ SCHEMA = vol.Schema(
         vol.Optional("public_url"): _url,
         vol.Optional("database", default="bridge.sqlite3"): vol.All(str, vol.Length(min=1)),
         vol.Required("grid"): _GRID,
+        vol.Optional("fusion", default=dict): _FUSION,
         vol.Optional("heartbeat", default=30): vol.All(vol.Coerce(int), vol.Range(min=1)),
         vol.Optional("home_queue_size", default=256): vol.All(vol.Coerce(int), vol.Range(min=1)),
         vol.Optional("log_level", default="INFO"): vol.In(["DEBUG", "INFO", "WARNING", "ERROR"]),
@@ -78,6 +95,17 @@ class GridConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class FusionConfig:
+    """How home telemetry is batched, rolled up and kept."""
+
+    bucket_seconds: int
+    bucket_grace: int
+    batch_seconds: float
+    raw_retention_hours: float
+    rollup_retention_days: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class BridgeConfig:
     """Validated bridge settings."""
 
@@ -87,6 +115,7 @@ class BridgeConfig:
     public_url: str
     database: Path
     grid: GridConfig
+    fusion: FusionConfig
     heartbeat: int
     home_queue_size: int
     log_level: str
@@ -136,6 +165,7 @@ def parse_config(raw: Mapping[str, Any], environ: Mapping[str, str] | None = Non
             poll_interval=grid["poll_interval"],
             request_timeout=grid["request_timeout"],
         ),
+        fusion=FusionConfig(**data["fusion"]),
         heartbeat=data["heartbeat"],
         home_queue_size=data["home_queue_size"],
         log_level=data["log_level"],

@@ -20,16 +20,25 @@ from smart_community_protocol import (
     TimingError,
     addresses,
     event_window,
+    format_datetime,
     jwks,
 )
-from smart_community_protocol.push import PushMessageError, Welcome, ack_from, encode_welcome
+from smart_community_protocol.push import (
+    PushMessageError,
+    ReportFrame,
+    Welcome,
+    encode_report_result,
+    encode_welcome,
+    home_message_from,
+)
 
 from . import homes
 from .access import CALLER, Role, allow
 from .ledger import StoredSignal
 from .problems import json_body, problem
 from .relay import HomeConnection, signal_frame
-from .state import CONFIG, INTAKE, LEDGER, RELAY
+from .state import CONFIG, INGEST, INTAKE, LEDGER, RELAY
+from .telemetry import ReportRejected, TelemetryIngest
 
 _LOGGER = logging.getLogger(__name__)
 MAX_FRAME = 64 * 1024
@@ -153,10 +162,21 @@ async def websocket(request: web.Request) -> web.StreamResponse:
             await socket.send_str(signal_frame(signal))
         if not connection.finish_replay(replay[-1].seq if replay else since):
             relay.drop(connection, "queue full after replay")
+        reports: set[asyncio.Task[None]] = set()
+        ingest = request.app[INGEST]
         async for message in socket:
             if message.type is not WSMsgType.TEXT:
                 break
-            _handle_home_message(home, message.data)
+            try:
+                frame = home_message_from(message.data)
+            except PushMessageError as err:
+                _LOGGER.info("home %s sent a frame the bridge ignores: %s", home.home, err)
+                continue
+            if isinstance(frame, ReportFrame):
+                # Stored in the next batch; the home keeps reading signals meanwhile.
+                task = asyncio.create_task(_store_report(ingest, connection, frame))
+                reports.add(task)
+                task.add_done_callback(reports.discard)
     finally:
         relay.unregister(connection)
         writer.cancel()
@@ -166,14 +186,43 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     return socket
 
 
-def _handle_home_message(home: Placement, data: str) -> None:
+async def _store_report(
+    ingest: TelemetryIngest, connection: HomeConnection, frame: ReportFrame
+) -> None:
     try:
-        seq = ack_from(data)
-    except PushMessageError as err:
-        _LOGGER.info("home %s sent a frame the bridge ignores: %s", home.home, err)
-        return
-    if seq is not None:
-        _LOGGER.debug("home %s acknowledged %s", home.home, seq)
+        await ingest.submit(connection.placement, frame.report)
+    except ReportRejected as err:
+        result = encode_report_result(frame.ref, 400, str(err))
+    except Exception:
+        _LOGGER.exception("report from %s not stored", connection.placement.home)
+        result = encode_report_result(frame.ref, 503, "not stored; send it again")
+    else:
+        result = encode_report_result(frame.ref, 201)
+    connection.offer(0, result)
+
+
+@allow(Role.HOME)
+async def post_report(request: web.Request) -> web.Response:
+    """Store a report (OpenADR reportRequest) from the caller; 201 once it is durable."""
+    try:
+        data = json.loads(await request.read())
+    except ValueError as err:
+        return problem(400, "Bad Request", f"body is not JSON: {err}")
+    caller = request[CALLER]
+    try:
+        report_id = await request.app[INGEST].submit(caller.home, data)
+    except ReportRejected as err:
+        return problem(400, "Bad Request", str(err))
+    now = format_datetime(datetime.now(UTC))
+    stored = {
+        **data,
+        "id": report_id,
+        "createdDateTime": now,
+        "modificationDateTime": now,
+        "objectType": "REPORT",
+        "clientID": caller.name,
+    }
+    return web.json_response(stored, status=201)
 
 
 def add_routes(app: web.Application) -> None:
@@ -183,5 +232,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/programs", get_programs)
     app.router.add_get("/events", get_events)
     app.router.add_get("/ws", websocket)
+    app.router.add_post("/reports", post_report)
     app.router.add_post("/enroll", enroll)
     app.router.add_post("/home/credential", rotate_credential)

@@ -8,7 +8,7 @@ with ``synchronous=FULL`` so a signal acknowledged to the grid survives ``kill -
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 import json
 from pathlib import Path
@@ -65,6 +65,40 @@ MIGRATIONS: tuple[str, ...] = (
         created_at REAL NOT NULL
     );
     ALTER TABLE homes ADD COLUMN credential_changed_at REAL;
+    """,
+    """
+    CREATE TABLE reports (
+        id TEXT PRIMARY KEY,
+        home_id TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        received_at REAL NOT NULL,
+        body TEXT NOT NULL
+    );
+    CREATE INDEX reports_by_event ON reports (event_id, home_id);
+    CREATE INDEX reports_by_time ON reports (received_at);
+    CREATE TABLE readings (
+        home_id TEXT NOT NULL,
+        feeder TEXT NOT NULL,
+        transformer TEXT NOT NULL,
+        payload_type TEXT NOT NULL,
+        start REAL NOT NULL,
+        duration REAL NOT NULL,
+        value REAL NOT NULL
+    );
+    CREATE INDEX readings_by_time ON readings (start);
+    CREATE INDEX readings_by_home ON readings (home_id, start);
+    CREATE TABLE rollups (
+        level TEXT NOT NULL,
+        place TEXT NOT NULL,
+        payload_type TEXT NOT NULL,
+        bucket REAL NOT NULL,
+        total REAL NOT NULL,
+        count INTEGER NOT NULL,
+        homes INTEGER NOT NULL,
+        minimum REAL NOT NULL,
+        maximum REAL NOT NULL,
+        PRIMARY KEY (level, place, payload_type, bucket)
+    ) WITHOUT ROWID;
     """,
 )
 
@@ -213,6 +247,70 @@ class Ledger:
         async with self._db.execute("SELECT coalesce(max(seq), 0) FROM signals") as cursor:
             row = await cursor.fetchone()
         return int(row[0]) if row else 0
+
+    # --- telemetry -------------------------------------------------------------------------
+
+    async def append_telemetry(
+        self,
+        reports: Sequence[tuple[str, str, str, float, str]],
+        readings: Sequence[tuple[str, str, str, str, float, float, float]],
+        rollups: Sequence[tuple[str, str, str, float, float, int, int, float, float]],
+    ) -> None:
+        """Commit a batch of reports, their readings and the rollups they changed, at once."""
+        async with self._writing:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                await self._db.executemany(
+                    "INSERT INTO reports (id, home_id, event_id, received_at, body)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    reports,
+                )
+                await self._db.executemany(
+                    "INSERT INTO readings (home_id, feeder, transformer, payload_type, start,"
+                    " duration, value) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    readings,
+                )
+                await self._db.executemany(
+                    "INSERT OR REPLACE INTO rollups (level, place, payload_type, bucket, total,"
+                    " count, homes, minimum, maximum) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    rollups,
+                )
+                await self._db.execute("COMMIT")
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+
+    async def readings_since(
+        self, start: float
+    ) -> list[tuple[str, str, str, str, float, float, float]]:
+        """Stored readings from start on (to rebuild open buckets after a restart)."""
+        async with self._db.execute(
+            "SELECT home_id, feeder, transformer, payload_type, start, duration, value"
+            " FROM readings WHERE start >= ?",
+            (start,),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [(r[0], r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows]
+
+    async def rollups(
+        self, level: str, place: str, start: float, end: float
+    ) -> list[tuple[str, float, float, int, int, float, float]]:
+        """(payload type, bucket, total, count, homes, minimum, maximum) of a place, in order."""
+        async with self._db.execute(
+            "SELECT payload_type, bucket, total, count, homes, minimum, maximum FROM rollups"
+            " WHERE level = ? AND place = ? AND bucket >= ? AND bucket < ?"
+            " ORDER BY bucket, payload_type",
+            (level, place, start, end),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [(r[0], r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows]
+
+    async def prune_telemetry(self, raw_before: float, rollups_before: float) -> None:
+        """Drop raw reports and readings, and rollups, older than their retention."""
+        async with self._writing:
+            await self._db.execute("DELETE FROM reports WHERE received_at < ?", (raw_before,))
+            await self._db.execute("DELETE FROM readings WHERE start < ?", (raw_before,))
+            await self._db.execute("DELETE FROM rollups WHERE bucket < ?", (rollups_before,))
 
     # --- homes ---------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from .access import allow
-from .state import CONFIG, INTAKE, LEDGER, RELAY, UPSTREAM
+from .state import CONFIG, INGEST, INTAKE, LEDGER, RELAY, UPSTREAM
 
 REGISTRY = web.AppKey("registry", CollectorRegistry)
 LOOP_LAG = web.AppKey("loop_lag", Histogram)
@@ -74,6 +74,21 @@ class BridgeCollector(Collector):
             for reason, count in sorted(intake.rejected.items()):
                 failures.add_metric([reason], count)
             yield failures
+        if INGEST in app:
+            ingest = app[INGEST]
+            yield CounterMetricFamily(
+                "smart_community_reports_ingested", "Home reports stored", value=ingest.ingested
+            )
+            yield CounterMetricFamily(
+                "smart_community_readings_ingested",
+                "Time-series values stored",
+                value=ingest.readings,
+            )
+            yield GaugeMetricFamily(
+                "smart_community_ingest_queue_depth",
+                "Reports waiting for their batch",
+                value=ingest.queued,
+            )
         if UPSTREAM in app:
             yield GaugeMetricFamily(
                 "smart_community_grid_connected",

@@ -8,6 +8,7 @@ from .config import BridgeConfig
 from .intake import SignalIntake
 from .ledger import Ledger
 from .relay import Relay
+from .telemetry import TelemetryIngest
 from .upstream import UpstreamLink
 
 CONFIG = web.AppKey("config", BridgeConfig)
@@ -15,3 +16,4 @@ LEDGER = web.AppKey("ledger", Ledger)
 RELAY = web.AppKey("relay", Relay)
 INTAKE = web.AppKey("intake", SignalIntake)
 UPSTREAM = web.AppKey("upstream", UpstreamLink)
+INGEST = web.AppKey("ingest", TelemetryIngest)

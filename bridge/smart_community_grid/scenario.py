@@ -24,10 +24,10 @@ from smart_community_protocol import (
     community_target,
     parse_duration,
 )
+from smart_community_protocol.validation import check_body
 
 from .oauth import Client, Role
 from .targeting import TARGET_FORMS, is_grid_target
-from .validation import check_body
 
 DEFAULT_TOKEN_LIFETIME = 3600
 DEFAULT_MAX_BODY_SIZE = 1024 * 1024

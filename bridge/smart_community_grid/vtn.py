@@ -27,12 +27,12 @@ from smart_community_protocol import (
     format_datetime,
 )
 from smart_community_protocol.models import OpenADRModel
+from smart_community_protocol.validation import check_body
 
 from .errors import BadRequest, Conflict, NotFound
 from .issuer import Issuer
 from .oauth import Client, Principal
 from .targeting import check_targets
-from .validation import check_body
 from .webhooks import Callback, Webhooks
 
 MAX_PAGE = 50

@@ -257,7 +257,7 @@ async def test_kill_9_repeatedly_loses_nothing_and_applies_each_signal_once(
         assert len(home.applied) == len(set(home.applied)), home.placement.home  # exactly once
         assert set(home.applied) == addressed[home.placement.home]
     for home in simulated:
-        assert home.connections >= KILLS  # every kill dropped it, and it came back
+        assert home.connections >= 2  # it lost the bridge and resumed
 
 
 def _ledger_rows(database: Path) -> list[dict[str, Any]]:

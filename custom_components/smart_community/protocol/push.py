@@ -89,15 +89,48 @@ def signal_from(message: Mapping[str, Any]) -> Signal:
     return Signal(seq=seq, notification=notification)
 
 
-def ack_from(text: str) -> int | None:
-    """The sequence a home acknowledges, or None when the frame is something else."""
+def encode_report(ref: int, report: Mapping[str, Any]) -> str:
+    """A home's report (an OpenADR reportRequest), with a reference for the bridge's answer."""
+    return json.dumps({"type": "report", "ref": ref, "report": report}, separators=(",", ":"))
+
+
+def encode_report_result(ref: int, status: int, detail: str | None = None) -> str:
+    """The bridge's answer to report ``ref``: 201 once stored, else an HTTP-like status and why."""
+    return json.dumps({"type": "report_result", "ref": ref, "status": status, "detail": detail})
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Ack:
+    """A home has applied or dropped signal ``seq``."""
+
+    seq: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ReportFrame:
+    """A home's report over the push channel."""
+
+    ref: int
+    report: dict[str, Any]
+
+
+def home_message_from(text: str) -> Ack | ReportFrame | None:
+    """A home's frame; None for types this side does not know (PushMessageError if malformed)."""
     try:
         message = json.loads(text)
     except ValueError as err:
         raise PushMessageError("frame is not JSON") from err
-    if not isinstance(message, dict) or message.get("type") != "ack":
-        return None
-    seq = message.get("seq")
-    if type(seq) is not int:
-        raise PushMessageError("an ack needs an integer 'seq'")
-    return seq
+    if not isinstance(message, dict):
+        raise PushMessageError("frame is not a JSON object")
+    kind = message.get("type")
+    if kind == "ack":
+        seq = message.get("seq")
+        if type(seq) is not int:
+            raise PushMessageError("an ack needs an integer 'seq'")
+        return Ack(seq=seq)
+    if kind == "report":
+        ref, report = message.get("ref"), message.get("report")
+        if type(ref) is not int or not isinstance(report, dict):
+            raise PushMessageError("a report needs an integer 'ref' and a 'report' object")
+        return ReportFrame(ref=ref, report=report)
+    return None

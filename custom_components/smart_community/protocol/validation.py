@@ -1,9 +1,10 @@
-"""Strict checking of request bodies against the protocol models.
+"""Strict checking of JSON bodies against the protocol models.
 
 The models convert leniently (``5`` becomes ``"5"``, a string becomes a list of characters), so
-the grid first walks a body along the model's own field types and refuses any JSON value of the
-wrong type, naming it by its path (``intervals[0].id``). The models stay the one definition of
-the objects: the walk reads their dataclass fields, aliases and annotations.
+a server first walks a body from an untrusted client along the model's own field types and
+refuses any JSON value of the wrong type, naming it by its path (``intervals[0].id``). The models
+stay the one definition of the objects: the walk reads their dataclass fields, aliases and
+annotations.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from enum import Enum
 import types
 from typing import Any, TypeAliasType, Union, get_args, get_origin, get_type_hints
 
-from smart_community_protocol import ModelError, TimingError, parse_datetime, parse_duration
+from .models import ModelError
+from .timing import TimingError, parse_datetime, parse_duration
 
 # The specification types these string properties as ISO 8601 durations.
 _DURATION_PROPERTIES = frozenset({"duration", "randomizeStart"})
