@@ -16,14 +16,16 @@ import sys
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 
 from .access import OPERATOR_PREFIX, new_token, token_hash
 from .app import create_app
 from .config import BridgeConfig, ConfigError, load_config
 from .ledger import Ledger
 from .observability import configure_logging
+from .serving import serve
 
+# Below a container's usual 10 s stop grace period.
+SHUTDOWN_TIMEOUT = 6.0
 TOKEN_VARIABLE = "SMART_COMMUNITY_OPERATOR_TOKEN"  # noqa: S105 - a variable name
 
 
@@ -138,12 +140,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "healthcheck":
         return asyncio.run(_healthcheck(config))
     if args.command == "serve":
-        web.run_app(
-            create_app(config),
-            host=config.host,
-            port=config.port,
-            shutdown_timeout=8.0,
-            print=lambda text: print(text, flush=True),
+        asyncio.run(
+            serve(
+                create_app(config),
+                config.host,
+                config.port,
+                header_deadline=config.header_deadline,
+                shutdown_timeout=SHUTDOWN_TIMEOUT,
+            )
         )
         return 0
     try:

@@ -75,6 +75,9 @@ SCHEMA = vol.Schema(
         vol.Required("grid"): _GRID,
         vol.Optional("fusion", default=dict): _FUSION,
         vol.Optional("heartbeat", default=30): vol.All(vol.Coerce(int), vol.Range(min=1)),
+        vol.Optional("header_deadline", default=10.0): vol.All(
+            vol.Coerce(float), vol.Range(min=0.5, max=120)
+        ),
         vol.Optional("home_queue_size", default=256): vol.All(vol.Coerce(int), vol.Range(min=1)),
         vol.Optional("log_level", default="INFO"): vol.In(["DEBUG", "INFO", "WARNING", "ERROR"]),
         vol.Optional("log_format", default="text"): vol.In(["text", "json"]),
@@ -117,6 +120,7 @@ class BridgeConfig:
     grid: GridConfig
     fusion: FusionConfig
     heartbeat: int
+    header_deadline: float
     home_queue_size: int
     log_level: str
     log_format: str
@@ -167,6 +171,7 @@ def parse_config(raw: Mapping[str, Any], environ: Mapping[str, str] | None = Non
         ),
         fusion=FusionConfig(**data["fusion"]),
         heartbeat=data["heartbeat"],
+        header_deadline=data["header_deadline"],
         home_queue_size=data["home_queue_size"],
         log_level=data["log_level"],
         log_format=data["log_format"],

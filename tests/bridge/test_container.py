@@ -145,3 +145,40 @@ def test_image_installs_like_the_test_environment() -> None:
     assert 'smart_community_bridge", "healthcheck"' in dockerfile
     assert 'ENTRYPOINT ["bridge/docker-entrypoint.sh"]' in dockerfile
     assert re.search(r"^VOLUME /data", dockerfile, re.MULTILINE)
+
+
+async def test_slow_clients_are_cut_off_and_others_served(environment: dict[str, str]) -> None:
+    """Clients trickling headers ("slow loris") or silent are closed at the deadline; others not."""
+    environment = {**environment, "SMART_COMMUNITY_BRIDGE_HEADER_DEADLINE": "1"}
+    process = await asyncio.create_subprocess_exec(
+        str(REPO / "bridge" / "docker-entrypoint.sh"),
+        cwd=REPO, env=environment,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    port = int(environment["SMART_COMMUNITY_BRIDGE_PORT"])
+    request = b"GET /health HTTP/1.1\r\nHost: bridge\r\n\r\n"
+    try:
+        await wait_ready(str(port))
+        slow = [await asyncio.open_connection("127.0.0.1", port) for _ in range(20)]
+        for _, writer in slow:
+            writer.write(b"GET /health HTTP/1.1\r\nHost: bridge\r\nX-Slow: ")  # never finished
+        silent, _ = await asyncio.open_connection("127.0.0.1", port)
+        kept_reader, kept_writer = await asyncio.open_connection("127.0.0.1", port)
+        kept_writer.write(request)
+
+        async with asyncio.timeout(5):
+            for reader, _ in slow:
+                assert await reader.read() == b""  # closed by the bridge
+            assert await silent.read() == b""
+        # A client that sent its headers in time keeps its connection past the deadline.
+        kept_writer.write(request)
+        received = b""
+        async with asyncio.timeout(5):
+            while received.count(b"HTTP/1.1 200") < 2:
+                chunk = await kept_reader.read(4096)
+                assert chunk, "the kept-alive connection was closed"
+                received += chunk
+        kept_writer.close()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        await process.wait()
