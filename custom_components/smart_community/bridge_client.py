@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 import json
 from typing import Any, Final
 
@@ -56,6 +57,18 @@ class BridgeResponseError(BridgeError):
     """The bridge answered, but not as the protocol says it should."""
 
 
+class EnrollmentRefusedError(BridgeError):
+    """The bridge refused the enrollment code: unknown, used already, or expired."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Enrollment:
+    """What a redeemed enrollment code gives the home: its place and its own credential."""
+
+    placement: Placement
+    credential: str
+
+
 class PushStream:
     """An open push connection: the welcome, then signals; acknowledge each one."""
 
@@ -90,31 +103,51 @@ class BridgeClient:
     def __init__(
         self,
         url: str,
-        credential: str,
+        credential: str | None,
         *,
         session: ClientSession,
         request_timeout: float = REQUEST_TIMEOUT,
     ) -> None:
-        """Use ``session`` for every request; authenticate with the home credential."""
+        """Use ``session`` for every request; authenticate with the home credential, if any.
+
+        Without a credential only the public calls work: the grid keys and enrollment.
+        """
         self._url = URL(url)
-        self._headers = {"Authorization": f"Bearer {credential}"}
+        self._headers = {"Authorization": f"Bearer {credential}"} if credential else {}
         self._session = session
         self._timeout = request_timeout
+
+    async def enroll(self, code: str) -> Enrollment:
+        """Exchange a single-use enrollment code for the home's own credential."""
+        path = "/enroll"
+        try:
+            async with (
+                asyncio.timeout(self._timeout),
+                self._session.post(self._url.joinpath("enroll"), json={"code": code}) as response,
+            ):
+                if response.status in (400, 403):
+                    raise EnrollmentRefusedError("the bridge refused the enrollment code")
+                if response.status != 201:
+                    raise _status_error(response.status, path)
+                body = await response.json()
+        except TimeoutError as err:
+            raise BridgeConnectionError(f"{path} timed out") from err
+        except ContentTypeError as err:
+            raise BridgeResponseError(f"{path} did not answer JSON") from err
+        except ClientError as err:
+            raise BridgeConnectionError(f"cannot reach the bridge: {err}") from err
+        except ValueError as err:
+            raise BridgeResponseError(f"{path} answered malformed JSON: {err}") from err
+        if not isinstance(body, dict) or not isinstance(body.get("credential"), str):
+            raise BridgeResponseError(f"{path} gave no credential")
+        return Enrollment(placement=_placement(body, path), credential=body["credential"])
 
     async def get_home(self) -> Placement:
         """Where the home the credential belongs to sits."""
         body = await self._get("/home")
         if not isinstance(body, dict):
             raise BridgeResponseError("/home did not answer a JSON object")
-        try:
-            return Placement(
-                community=_text(body, "community"),
-                feeder=_text(body, "feeder"),
-                transformer=_text(body, "transformer"),
-                home=_text(body, "home"),
-            )
-        except TargetError as err:
-            raise BridgeResponseError(f"/home names an unusable placement: {err}") from err
+        return _placement(body, "/home")
 
     async def get_keys(self) -> list[PublicKey]:
         """The grid keys the bridge trusts, for the home to pin."""
@@ -190,11 +223,22 @@ def _status_error(status: int, path: str) -> BridgeError:
     return BridgeResponseError(f"{path} answered {status}")
 
 
-def _text(body: Mapping[str, Any], name: str) -> str:
-    value = body.get(name)
-    if not isinstance(value, str):
-        raise BridgeResponseError(f"/home has no '{name}'")
-    return value
+def _placement(body: Mapping[str, Any], path: str) -> Placement:
+    def text(name: str) -> str:
+        value = body.get(name)
+        if not isinstance(value, str):
+            raise BridgeResponseError(f"{path} has no '{name}'")
+        return value
+
+    try:
+        return Placement(
+            community=text("community"),
+            feeder=text("feeder"),
+            transformer=text("transformer"),
+            home=text("home"),
+        )
+    except TargetError as err:
+        raise BridgeResponseError(f"{path} names an unusable placement: {err}") from err
 
 
 def _objects(body: Any, path: str) -> list[SignedObject]:

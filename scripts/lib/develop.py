@@ -1,9 +1,9 @@
 """Run the three tiers on this machine: the mock grid, the community bridge and Home Assistant.
 
 Home Assistant is onboarded through its own HTTP API (a demo owner account) and the Smart
-Community integration is added through its config flow, pointed at the bridge with a home
-credential the home obtained with an enrollment code the operator issued. Everything lives in
-.develop/ and stops on Ctrl-C.
+Community integration is added through its config flow with the bridge's address and an
+enrollment code the operator issued, as a resident would. Everything lives in .develop/ and
+stops on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -115,22 +115,14 @@ async def operator_token(config: Path) -> str:
     return token
 
 
-async def home_credential(session: aiohttp.ClientSession, bridge: str, operator: str) -> str:
-    """The demo home's credential: the operator enrols it, the home redeems the code once."""
-    saved = WORK / "home.credential"
-    if saved.exists():
-        return saved.read_text(encoding="utf-8").strip()
+async def enrollment_code(session: aiohttp.ClientSession, bridge: str, operator: str) -> str:
+    """A fresh enrollment code for the demo home, issued by the operator."""
     async with session.post(
         f"{bridge}/operator/enrollment-codes",
         json={"home": HOME_ID, "feeder": FEEDER, "transformer": TRANSFORMER},
         headers={"Authorization": f"Bearer {operator}"},
     ) as response:
-        code = (await response.json())["code"]
-    async with session.post(f"{bridge}/enroll", json={"code": code}) as response:
-        credential = str((await response.json())["credential"])
-    saved.write_text(credential + "\n", encoding="utf-8")
-    saved.chmod(0o600)
-    return credential
+        return str((await response.json())["code"])
 
 
 def ha_config(ports: dict[str, int]) -> Path:
@@ -234,7 +226,7 @@ async def ha_token(session: aiohttp.ClientSession, base: str) -> str:
 
 
 async def add_integration(
-    session: aiohttp.ClientSession, base: str, token: str, bridge: str, credential: str
+    session: aiohttp.ClientSession, base: str, token: str, bridge: str, operator: str
 ) -> None:
     """Add Smart Community through its config flow, unless it is there already."""
     headers = {"Authorization": f"Bearer {token}"}
@@ -248,9 +240,9 @@ async def add_integration(
         headers=headers,
     ) as response:
         flow = await response.json()
-    # The user step takes the bridge and the credential; later steps (the grid key fingerprint to
-    # confirm) take no input.
-    answers = [{"url": bridge, "api_token": credential}]
+    # The user step takes the bridge and an enrollment code, as a resident would enter them;
+    # the next (the grid keys' fingerprints to confirm) takes no input.
+    answers = [{"url": bridge, "code": await enrollment_code(session, bridge, operator)}]
     result = flow
     while result.get("type") == "form":
         if result.get("errors"):
@@ -304,7 +296,6 @@ async def main(ports: dict[str, int]) -> None:
                 log=WORK / "bridge.log",
             )
             await wait_http(session, f"{bridge}/health", stack)
-            credential = await home_credential(session, bridge, operator)
             await stack.start(
                 "homeassistant",
                 sys.executable,
@@ -317,7 +308,7 @@ async def main(ports: dict[str, int]) -> None:
             )
             await wait_http(session, f"{ha}/api/onboarding", stack, patience=300)
             token = await ha_token(session, ha)
-            await add_integration(session, ha, token, bridge, credential)
+            await add_integration(session, ha, token, bridge, operator)
         print(
             "\nReady.\n"
             f"  Home Assistant  {ha}   (login: {HA_USER} / {HA_PASSWORD})\n"

@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from homeassistant.config_entries import SOURCE_USER, ConfigEntryState
-from homeassistant.const import CONF_API_TOKEN, CONF_URL, STATE_OFF, STATE_ON
+from homeassistant.const import CONF_CODE, CONF_URL, STATE_OFF, STATE_ON
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers import entity_registry as er
@@ -59,7 +59,7 @@ class Stack:
     grid_url: str
     bridge_url: str
     bridge: web.Application
-    credential: str
+    enrollment_code: str
     session: aiohttp.ClientSession
 
     async def bl_token(self) -> str:
@@ -122,13 +122,13 @@ async def stack_fixture(socket_enabled: None, tmp_path: Path) -> AsyncIterator[S
         )
     )
     bridge = await serve(bridge_app, bridge_port)
-    credential = await homes.add_home(bridge_app[LEDGER], HOME)
+    code, _ = await homes.issue_code(bridge_app[LEDGER], HOME)
     async with aiohttp.ClientSession() as session:
         stack = Stack(
             f"http://127.0.0.1:{grid_port}",
             f"http://127.0.0.1:{bridge_port}",
             bridge_app,
-            credential,
+            code,
             session,
         )
         await wait_for(
@@ -150,7 +150,7 @@ async def setup_home(hass: HomeAssistant, stack: Stack) -> tuple[str, str]:
     """Add the integration through its real config flow; return the DR and rejection entity ids."""
     result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
     result = await hass.config_entries.flow.async_configure(
-        result["flow_id"], {CONF_URL: stack.bridge_url, CONF_API_TOKEN: stack.credential}
+        result["flow_id"], {CONF_URL: stack.bridge_url, CONF_CODE: stack.enrollment_code}
     )
     while result["type"] is FlowResultType.FORM:
         assert not result.get("errors"), result

@@ -479,7 +479,14 @@ def _config_flow_strings() -> FlowStrings:
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if _is_errors_entry(node):
             assert isinstance(node, ast.Assign)
-            found.errors.add(_constant(node.value, module))
+            if not isinstance(node.value, ast.Call):  # a helper's result: its returns count below
+                found.errors.add(_constant(node.value, module))
+        if isinstance(node, ast.FunctionDef) and node.name == "_error_key":
+            found.errors.update(
+                _constant(ret.value, module)
+                for ret in ast.walk(node)
+                if isinstance(ret, ast.Return) and ret.value is not None
+            )
         if not isinstance(node, ast.Call):
             continue
         name = _callee(node, module)[0]
@@ -492,6 +499,10 @@ def _config_flow_strings() -> FlowStrings:
             found.aborts.add(_constant(keywords["reason"], module))
         elif name == "_abort_if_unique_id_configured":
             found.aborts.add("already_configured")
+        elif name == "_abort_if_unique_id_mismatch":
+            found.aborts.add(_constant(keywords["reason"], module))
+        elif name == "async_update_reload_and_abort":
+            found.aborts.update({"reauth_successful", "reconfigure_successful"})
         elif name == "async_set_unique_id":
             found.aborts.add("already_in_progress")
         elif name in {"Required", "Optional"}:
