@@ -18,7 +18,8 @@ from .intake import SignalIntake
 from .ledger import Ledger
 from .problems import problems_middleware
 from .relay import Relay
-from .state import CONFIG, INGEST, INTAKE, LEDGER, RELAY, UPSTREAM
+from .reporting import UpstreamReporter
+from .state import CONFIG, INGEST, INTAKE, LEDGER, RELAY, REPORTER, UPSTREAM
 from .telemetry import TelemetryIngest
 from .upstream import GridClient, UpstreamLink, pin_keys
 
@@ -83,6 +84,30 @@ async def _ingest_ctx(app: web.Application) -> AsyncIterator[None]:
     await ingest.flush()  # what homes were promised, before the ledger closes
 
 
+async def _report_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    async with aiohttp.ClientSession() as session:
+        reporter = UpstreamReporter(
+            app[LEDGER],
+            GridClient(session, config.grid),
+            community=config.community,
+            client_name=config.grid.client_id,
+            fusion=config.fusion,
+        )
+        await reporter.restore()
+        app[REPORTER] = reporter
+        task = (
+            asyncio.create_task(reporter.run(), name="upstream-reports")
+            if config.fusion.report_upstream
+            else None  # no automatic reports (checks run only when called)
+        )
+        yield
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
 async def _close_homes(app: web.Application) -> None:
     await app[RELAY].close_all()
 
@@ -97,6 +122,7 @@ def create_app(config: BridgeConfig) -> web.Application:
     app.cleanup_ctx.append(_ledger_ctx)
     app.cleanup_ctx.append(_ingest_ctx)
     app.cleanup_ctx.append(_link_ctx)
+    app.cleanup_ctx.append(_report_ctx)
     app.on_shutdown.append(_close_homes)
     observability.setup_metrics(app)
     observability.add_routes(app)

@@ -62,6 +62,10 @@ _FUSION = vol.Schema(
         vol.Optional("rollup_retention_days", default=90): vol.All(
             vol.Coerce(float), vol.Range(min=1)
         ),
+        vol.Optional("report_upstream", default=True): vol.Boolean(),
+        vol.Optional("report_interval", default=None): vol.Any(
+            None, vol.All(vol.Coerce(float), vol.Range(min=1, max=60))
+        ),
     }
 )
 
@@ -106,6 +110,13 @@ class FusionConfig:
     batch_seconds: float
     raw_retention_hours: float
     rollup_retention_days: float
+    report_upstream: bool = True  # send the grid reports on what homes reported
+    report_interval: float | None = None  # seconds between checks; None: bucket_seconds / 4
+
+    @property
+    def report_every(self) -> float:
+        """Seconds between the upstream reporter's checks (at most a minute)."""
+        return min(60.0, self.report_interval or self.bucket_seconds / 4)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -100,6 +100,18 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (level, place, payload_type, bucket)
     ) WITHOUT ROWID;
     """,
+    """
+    CREATE TABLE upstream_reports (
+        event_id TEXT NOT NULL,
+        topic TEXT NOT NULL,
+        reported_until REAL,
+        summary TEXT,
+        sent_at REAL,
+        final INTEGER NOT NULL DEFAULT 0,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (event_id, topic)
+    ) WITHOUT ROWID;
+    """,
 )
 
 
@@ -114,6 +126,75 @@ class StoredSignal:
     audience: tuple[str, ...]
     expires: int
     body: str
+
+
+# Values of some payload types in stored home reports (see ReportValue), which SQLite extracts
+# from the JSON bodies: of some events by row id, or of one event in (event, home) index order.
+_NEW_VALUES = (
+    "SELECT r.event_id, r.rowid, r.home_id, res.value ->> '$.resourceName',"
+    " coalesce(i.value ->> '$.intervalPeriod.start', res.value ->> '$.intervalPeriod.start',"
+    " '#' || (i.value ->> '$.id')), p.value ->> '$.type', v.key, v.value"
+    " FROM reports AS r NOT INDEXED,"
+    " json_each(r.body, '$.resources') AS res, json_each(res.value, '$.intervals') AS i,"
+    " json_each(i.value, '$.payloads') AS p, json_each(p.value, '$.values') AS v"
+    " WHERE r.rowid > ? AND r.rowid <= ? AND r.event_id IN (SELECT value FROM json_each(?))"
+    " AND p.value ->> '$.type' IN (SELECT value FROM json_each(?))"
+    " ORDER BY r.rowid, res.key, i.key, p.key, v.key"
+)
+_EVENT_VALUES_PAGE = (
+    "SELECT r.event_id, r.rowid, r.home_id, res.value ->> '$.resourceName',"
+    " coalesce(i.value ->> '$.intervalPeriod.start', res.value ->> '$.intervalPeriod.start',"
+    " '#' || (i.value ->> '$.id')), p.value ->> '$.type', v.key, v.value"
+    " FROM reports AS r INDEXED BY reports_by_event,"
+    " json_each(r.body, '$.resources') AS res, json_each(res.value, '$.intervals') AS i,"
+    " json_each(i.value, '$.payloads') AS p, json_each(p.value, '$.values') AS v"
+    " WHERE r.event_id = ? AND (r.home_id, r.rowid) > (?, ?) AND r.rowid <= ?"
+    " AND p.value ->> '$.type' IN (SELECT value FROM json_each(?))"
+    " AND (r.home_id, r.rowid) <= (?, ?)"
+    " ORDER BY r.home_id, r.rowid, res.key, i.key, p.key, v.key"
+)
+_EVENT_VALUES_REST = (
+    "SELECT r.event_id, r.rowid, r.home_id, res.value ->> '$.resourceName',"
+    " coalesce(i.value ->> '$.intervalPeriod.start', res.value ->> '$.intervalPeriod.start',"
+    " '#' || (i.value ->> '$.id')), p.value ->> '$.type', v.key, v.value"
+    " FROM reports AS r INDEXED BY reports_by_event,"
+    " json_each(r.body, '$.resources') AS res, json_each(res.value, '$.intervals') AS i,"
+    " json_each(i.value, '$.payloads') AS p, json_each(p.value, '$.values') AS v"
+    " WHERE r.event_id = ? AND (r.home_id, r.rowid) > (?, ?) AND r.rowid <= ?"
+    " AND p.value ->> '$.type' IN (SELECT value FROM json_each(?))"
+    " ORDER BY r.home_id, r.rowid, res.key, i.key, p.key, v.key"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ReportValue:
+    """One value of one payload in a stored home report."""
+
+    event_id: str
+    row: int  # the report's row id: later reports have higher ones
+    home: str
+    resource: str | None
+    interval: str  # the interval's start (its own or its resource's), else "#<interval id>"
+    payload_type: str
+    index: int  # position in the payload's values
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamMark:
+    """What the bridge has reported to the grid on one topic of one event.
+
+    A telemetry topic (one report descriptor) reported every bucket before ``reported_until``;
+    the responses topic last sent ``summary`` (JSON) at ``sent_at``, ``final`` once the event
+    had ended.
+    """
+
+    event_id: str
+    topic: str
+    reported_until: float | None = None
+    summary: str | None = None
+    sent_at: float | None = None
+    final: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,6 +386,113 @@ class Ledger:
             rows = await cursor.fetchall()
         return [(r[0], r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows]
 
+    async def rollup_series(
+        self, level: str, places: Sequence[str], payload_type: str, start: float, end: float
+    ) -> list[tuple[str, float, float, int, int]]:
+        """(place, bucket, total, count, homes) of one type at several places, by bucket."""
+        async with self._db.execute(
+            "SELECT place, bucket, total, count, homes FROM rollups WHERE level = ?"
+            " AND place IN (SELECT value FROM json_each(?)) AND payload_type = ?"
+            " AND bucket >= ? AND bucket < ? ORDER BY bucket, place",
+            (level, json.dumps(list(places)), payload_type, start, end),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+    async def report_high_water(self) -> int:
+        """The highest row id of committed home reports (0 when there are none).
+
+        Taken between write transactions, so every report up to it is committed: rows are only
+        ever appended with higher ids.
+        """
+        async with (
+            self._writing,
+            self._db.execute("SELECT coalesce(max(rowid), 0) FROM reports") as cursor,
+        ):
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    async def report_values(
+        self, event_ids: Sequence[str], after: int, until: int, payload_types: Sequence[str]
+    ) -> list[ReportValue]:
+        """Values of some payload types in home reports on some events, ``after < rowid <= until``.
+
+        Walks the new rows by row id (their cost is that of the rows, however long the events'
+        history). SQLite extracts the values from the stored JSON, so only they leave it.
+        """
+        async with self._db.execute(
+            _NEW_VALUES,
+            (after, until, json.dumps(list(event_ids)), json.dumps(list(payload_types))),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [ReportValue(*row) for row in rows]
+
+    async def event_report_page(
+        self, event_id: str, until: int, after: tuple[str, int], limit: int
+    ) -> tuple[str, int] | None:
+        """The (home, row id) that ends the next ``limit`` reports on an event, in index order.
+
+        None when fewer are left: the page runs to the end.
+        """
+        async with self._db.execute(
+            "SELECT home_id, rowid FROM reports INDEXED BY reports_by_event"
+            " WHERE event_id = ? AND (home_id, rowid) > (?, ?) AND rowid <= ?"
+            " ORDER BY home_id, rowid LIMIT 1 OFFSET ?",
+            (event_id, *after, until, limit - 1),
+        ) as cursor:
+            row = await cursor.fetchone()
+        return None if row is None else (str(row[0]), int(row[1]))
+
+    async def event_report_values(
+        self,
+        event_id: str,
+        until: int,
+        after: tuple[str, int],
+        upto: tuple[str, int] | None,
+        payload_types: Sequence[str],
+    ) -> list[ReportValue]:
+        """Values of some payload types in the reports on one event between two index positions.
+
+        Uses the (event, home) index, so a page costs its own rows; rows come home by home.
+        """
+        types = json.dumps(list(payload_types))
+        async with self._db.execute(
+            _EVENT_VALUES_REST if upto is None else _EVENT_VALUES_PAGE,
+            (event_id, *after, until, types, *(upto or ())),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [ReportValue(*row) for row in rows]
+
+    async def upstream_marks(self) -> list[UpstreamMark]:
+        """Everything recorded as reported upstream."""
+        async with self._db.execute(
+            "SELECT event_id, topic, reported_until, summary, sent_at, final FROM upstream_reports"
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [UpstreamMark(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in rows]
+
+    async def mark_upstream(self, mark: UpstreamMark) -> None:
+        """Record (replace) what has been reported on a topic of an event."""
+        async with self._writing:
+            await self._db.execute(
+                "INSERT OR REPLACE INTO upstream_reports (event_id, topic, reported_until,"
+                " summary, sent_at, final, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    mark.event_id,
+                    mark.topic,
+                    mark.reported_until,
+                    mark.summary,
+                    mark.sent_at,
+                    int(mark.final),
+                    time.time(),
+                ),
+            )
+
+    async def prune_upstream_marks(self, before: float) -> None:
+        """Forget reporting records not touched since ``before``."""
+        async with self._writing:
+            await self._db.execute("DELETE FROM upstream_reports WHERE updated_at < ?", (before,))
+
     async def prune_telemetry(self, raw_before: float, rollups_before: float) -> None:
         """Drop raw reports and readings, and rollups, older than their retention."""
         async with self._writing:
@@ -344,6 +532,14 @@ class Ledger:
         if row is None:
             return None
         return HomeRecord(row[0], row[1], row[2], row[3] is not None)
+
+    async def topology(self) -> list[tuple[str, str]]:
+        """Every (feeder, transformer) pair that has homes."""
+        async with self._db.execute(
+            "SELECT DISTINCT feeder, transformer FROM homes ORDER BY feeder, transformer"
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [(str(r[0]), str(r[1])) for r in rows]
 
     async def homes(self) -> list[HomeRecord]:
         """Every registered home."""

@@ -19,7 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from .access import allow
-from .state import CONFIG, INGEST, INTAKE, LEDGER, RELAY, UPSTREAM
+from .state import CONFIG, INGEST, INTAKE, LEDGER, RELAY, REPORTER, UPSTREAM
 
 REGISTRY = web.AppKey("registry", CollectorRegistry)
 LOOP_LAG = web.AppKey("loop_lag", Histogram)
@@ -88,6 +88,21 @@ class BridgeCollector(Collector):
                 "smart_community_ingest_queue_depth",
                 "Reports waiting for their batch",
                 value=ingest.queued,
+            )
+        if REPORTER in app:
+            reporter = app[REPORTER]
+            sent = CounterMetricFamily(
+                "smart_community_upstream_reports_sent",
+                "Reports the grid accepted, by kind (telemetry, responses)",
+                labels=["kind"],
+            )
+            for kind in ("telemetry", "responses"):
+                sent.add_metric([kind], reporter.sent[kind])
+            yield sent
+            yield CounterMetricFamily(
+                "smart_community_upstream_report_failures",
+                "Report posts the grid refused or did not answer",
+                value=reporter.failures,
             )
         if UPSTREAM in app:
             yield GaugeMetricFamily(

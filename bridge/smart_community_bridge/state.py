@@ -8,6 +8,7 @@ from .config import BridgeConfig
 from .intake import SignalIntake
 from .ledger import Ledger
 from .relay import Relay
+from .reporting import UpstreamReporter
 from .telemetry import TelemetryIngest
 from .upstream import UpstreamLink
 
@@ -17,3 +18,4 @@ RELAY = web.AppKey("relay", Relay)
 INTAKE = web.AppKey("intake", SignalIntake)
 UPSTREAM = web.AppKey("upstream", UpstreamLink)
 INGEST = web.AppKey("ingest", TelemetryIngest)
+REPORTER = web.AppKey("reporter", UpstreamReporter)

@@ -81,10 +81,20 @@ def _is_model(annotation: Any) -> bool:
     return isinstance(annotation, type) and is_dataclass(annotation)
 
 
+_HINTS: dict[type[Any], dict[str, Any]] = {}
+
+
+def _hints(model: type[Any]) -> dict[str, Any]:
+    # Resolving string annotations compiles them: once per model, not once per body.
+    if (hints := _HINTS.get(model)) is None:
+        hints = _HINTS[model] = get_type_hints(model)
+    return hints
+
+
 def _check_object(model: type[Any], data: object, path: str) -> None:
     if not isinstance(data, dict):
         raise ModelError(f"{path or 'body'}: expected a JSON object, got {_got(data)}")
-    hints = get_type_hints(model)
+    hints = _hints(model)
     for field in fields(model):
         name = field.metadata.get("alias", field.name)
         label = f"{path}.{name}" if path else name

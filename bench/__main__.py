@@ -1,0 +1,7 @@
+"""``python -m bench``."""
+
+import sys
+
+from .harness import main
+
+sys.exit(main())
