@@ -14,21 +14,15 @@ import os
 from pathlib import Path
 import re
 import signal
-import socket
 import sys
 
 import aiohttp
 import pytest
 
 from smart_community_bridge.access import OPERATOR_PREFIX
+from tests.loopback import free_port
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture(name="environment")

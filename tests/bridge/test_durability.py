@@ -19,7 +19,6 @@ import os
 from pathlib import Path
 import random
 import signal
-import socket
 import sqlite3
 import sys
 from typing import Any
@@ -41,16 +40,11 @@ from smart_community_protocol import (
     keys_from_jwks,
 )
 from smart_community_protocol.push import encode_ack, signal_from
+from tests.loopback import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 KILLS = 5
 EVENTS = 36
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass

@@ -15,7 +15,6 @@ from datetime import UTC, datetime, timedelta
 import json
 import math
 from pathlib import Path
-import socket
 import time
 from typing import Any
 
@@ -58,6 +57,7 @@ from smart_community_protocol import (
     format_datetime,
 )
 from smart_community_protocol.validation import check_body
+from tests.loopback import free_port
 
 from .conftest import COMMUNITY, auth, bridge_config
 
@@ -428,12 +428,6 @@ GRACE = 120
 MARGIN = 5 + 1  # reporting.CLOSE_MARGIN, and a second
 HOME_A = Placement(community=COMMUNITY, feeder="f1", transformer="t1", home="a")
 HOME_B = Placement(community=COMMUNITY, feeder="f1", transformer="t2", home="b")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass

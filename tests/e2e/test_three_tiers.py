@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 import json
 from pathlib import Path
-import socket
 from typing import Any
 
 import aiohttp
@@ -35,16 +34,11 @@ from smart_community_bridge.state import INTAKE, LEDGER, RELAY
 from smart_community_grid.app import create_app as create_grid
 from smart_community_grid.scenario import parse_scenario
 from smart_community_protocol import Placement, format_datetime
+from tests.loopback import free_port
 
 BL_SECRET = "e2e-bl-secret"
 VEN_SECRET = "e2e-ven-secret"
 HOME = Placement(community="c1", feeder="f1", transformer="t1", home="h1")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def serve(app: web.Application, port: int) -> web.AppRunner:
