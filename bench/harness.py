@@ -68,6 +68,7 @@ SLOW_FILL_INTERVALS = 1500  # about 90 KB of JSON per filler event
 ROUND_TIMEOUT = 30.0
 ROUND_PAUSE = 0.5
 RESTART_WINDOW = 60.0
+CLIENT_NICE = 10
 
 
 class BenchError(Exception):
@@ -94,6 +95,7 @@ class Options:
     profile_window: str
     phases: frozenset[str]
     concurrency: int
+    client_nice: int
     quick: bool
     homes_requested: int = 0
 
@@ -107,10 +109,19 @@ def _child_environment() -> dict[str, str]:
 
 
 async def spawn(
-    args: Sequence[str], log: Path | None, *, pipes: bool = False
+    args: Sequence[str], log: Path | None, *, pipes: bool = False, nice: int = 0
 ) -> asyncio.subprocess.Process:
-    """A Python child of the benchmark, in its own session, that dies with the benchmark."""
+    """A Python child of the benchmark, in its own session, that dies with the benchmark.
+
+    ``nice`` lowers its CPU priority (the simulated homes: other machines in reality).
+    """
     output: Any = asyncio.subprocess.PIPE if pipes else log.open("ab") if log else None
+
+    def prepare() -> None:
+        die_with_parent()
+        if nice:
+            os.nice(nice)
+
     try:
         return await asyncio.create_subprocess_exec(
             sys.executable,
@@ -121,7 +132,7 @@ async def spawn(
             stdout=output,
             stderr=log.open("ab") if log else None,
             start_new_session=True,
-            preexec_fn=die_with_parent,
+            preexec_fn=prepare,
             limit=64 * 1024 * 1024,
         )
     finally:
@@ -257,9 +268,9 @@ class ClientProcess:
 
     @classmethod
     async def start(
-        cls, workdir: Path, credentials: Path, index: int, count: int, concurrency: int
+        cls, workdir: Path, credentials: Path, index: int, options: Options
     ) -> ClientProcess:
-        """Start client process ``index`` of ``count`` and wait until it has read its homes."""
+        """Start client process ``index`` of ``options.clients``; wait until it has its homes."""
         log = workdir / f"client-{index}.log"
         process = await spawn(
             [
@@ -272,12 +283,13 @@ class ClientProcess:
                 "--worker",
                 str(index),
                 "--workers",
-                str(count),
+                str(options.clients),
                 "--concurrency",
-                str(concurrency),
+                str(options.concurrency),
             ],
             log,
             pipes=True,
+            nice=options.client_nice,
         )
         client = cls(process, index, log)
         await client._read(60.0)
@@ -768,9 +780,7 @@ class Bench:
             list(
                 await asyncio.gather(
                     *(
-                        ClientProcess.start(
-                            self.workdir, self.credentials, i, options.clients, options.concurrency
-                        )
+                        ClientProcess.start(self.workdir, self.credentials, i, options)
                         for i in range(options.clients)
                     )
                 )
@@ -1181,6 +1191,13 @@ def _parser() -> argparse.ArgumentParser:
         "--concurrency", type=int, default=200, help="handshakes in flight per client process"
     )
     parser.add_argument(
+        "--client-nice",
+        type=int,
+        default=CLIENT_NICE,
+        help="CPU priority the client processes give up (nice increment; default %(default)s):"
+        " the homes they stand for are other machines, whose work must not starve the bridge",
+    )
+    parser.add_argument(
         "--profile",
         choices=["cpu", "memory", "gc", "freeze"],
         default=None,
@@ -1229,6 +1246,7 @@ def parse_options(argv: list[str] | None) -> Options:
         profile_window=args.profile_window or ("connect" if args.profile == "memory" else "fanout"),
         phases=frozenset({"slow", "ingest", "restart", "baseline"} - set(args.skip)),
         concurrency=args.concurrency,
+        client_nice=args.client_nice,
         quick=args.quick,
     )
 
@@ -1284,7 +1302,8 @@ async def run(options: Options) -> dict[str, Any]:
             "commit": git_commit(),
             "bridge_module": str(Path(bridge_homes.__file__).parent),
             "platform": platform.platform(),
-            "bridge_config": "defaults (heartbeat 30 s, home_queue_size 256), grid poll 60 s",
+            "bridge_config": "defaults (heartbeat 30 s, home_send_buffer_kb 256), grid poll 60 s",
+            "client_nice": options.client_nice,
         }
     )
     options.output.parent.mkdir(parents=True, exist_ok=True)

@@ -14,12 +14,13 @@ from smart_community_protocol import PublicKey, Verifier, within_community
 from . import downstream, observability, operator, webhook
 from .access import access_middleware
 from .config import BridgeConfig
+from .heap import HeapKeeper
 from .intake import SignalIntake
 from .ledger import Ledger
 from .problems import problems_middleware
 from .relay import Relay
 from .reporting import UpstreamReporter
-from .state import CONFIG, INGEST, INTAKE, LEDGER, RELAY, REPORTER, UPSTREAM
+from .state import CONFIG, HEAP, INGEST, INTAKE, LEDGER, RELAY, REPORTER, UPSTREAM
 from .telemetry import TelemetryIngest
 from .upstream import GridClient, UpstreamLink, pin_keys
 
@@ -108,6 +109,18 @@ async def _report_ctx(app: web.Application) -> AsyncIterator[None]:
                 await task
 
 
+async def _heap_ctx(app: web.Application) -> AsyncIterator[None]:
+    relay = app[RELAY]
+    keeper = HeapKeeper(lambda: relay.departures, lambda: relay.connected)
+    keeper.settle()  # what start-up made lives as long as the process
+    app[HEAP] = keeper
+    task = asyncio.create_task(keeper.run(), name="heap-settling")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 async def _close_homes(app: web.Application) -> None:
     await app[RELAY].close_all()
 
@@ -123,6 +136,7 @@ def create_app(config: BridgeConfig) -> web.Application:
     app.cleanup_ctx.append(_ingest_ctx)
     app.cleanup_ctx.append(_link_ctx)
     app.cleanup_ctx.append(_report_ctx)
+    app.cleanup_ctx.append(_heap_ctx)  # last: everything start-up made is settled
     app.on_shutdown.append(_close_homes)
     observability.setup_metrics(app)
     observability.add_routes(app)

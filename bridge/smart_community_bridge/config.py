@@ -16,6 +16,8 @@ from typing import Any
 import voluptuous as vol
 import yaml
 
+from smart_community_protocol.push import Reconnect
+
 ENV_PREFIX = "SMART_COMMUNITY_BRIDGE_"
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -34,6 +36,12 @@ def _url(value: Any) -> str:
     if not isinstance(value, str) or not re.match(r"^https?://[^\s/]+", value):
         raise vol.Invalid("must be an http(s) URL")
     return value.rstrip("/")
+
+
+def _ordered_backoff(value: dict[str, float]) -> dict[str, float]:
+    if value["initial"] > value["maximum"]:
+        raise vol.Invalid("must not exceed maximum", path=["initial"])
+    return value
 
 
 _GRID = vol.Schema(
@@ -69,6 +77,20 @@ _FUSION = vol.Schema(
     }
 )
 
+_RECONNECT = vol.All(
+    vol.Schema(
+        {
+            vol.Optional("initial", default=1.0): vol.All(
+                vol.Coerce(float), vol.Range(min=0.1, max=600)
+            ),
+            vol.Optional("maximum", default=300.0): vol.All(
+                vol.Coerce(float), vol.Range(min=1, max=3600)
+            ),
+        }
+    ),
+    _ordered_backoff,
+)
+
 SCHEMA = vol.Schema(
     {
         vol.Required("community"): _identifier,
@@ -82,7 +104,10 @@ SCHEMA = vol.Schema(
         vol.Optional("header_deadline", default=10.0): vol.All(
             vol.Coerce(float), vol.Range(min=0.5, max=120)
         ),
-        vol.Optional("home_queue_size", default=256): vol.All(vol.Coerce(int), vol.Range(min=1)),
+        vol.Optional("home_send_buffer_kb", default=256): vol.All(
+            vol.Coerce(int), vol.Range(min=16, max=65536)
+        ),
+        vol.Optional("reconnect", default=dict): _RECONNECT,
         vol.Optional("log_level", default="INFO"): vol.In(["DEBUG", "INFO", "WARNING", "ERROR"]),
         vol.Optional("log_format", default="text"): vol.In(["text", "json"]),
     }
@@ -132,7 +157,8 @@ class BridgeConfig:
     fusion: FusionConfig
     heartbeat: int
     header_deadline: float
-    home_queue_size: int
+    home_send_buffer: int  # bytes unsent to one home before it is dropped as not reading
+    reconnect: Reconnect
     log_level: str
     log_format: str
 
@@ -183,7 +209,10 @@ def parse_config(raw: Mapping[str, Any], environ: Mapping[str, str] | None = Non
         fusion=FusionConfig(**data["fusion"]),
         heartbeat=data["heartbeat"],
         header_deadline=data["header_deadline"],
-        home_queue_size=data["home_queue_size"],
+        home_send_buffer=data["home_send_buffer_kb"] * 1024,
+        reconnect=Reconnect(
+            initial=data["reconnect"]["initial"], maximum=data["reconnect"]["maximum"]
+        ),
         log_level=data["log_level"],
         log_format=data["log_format"],
     )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from datetime import UTC, datetime
 import json
 import logging
@@ -31,6 +29,7 @@ from smart_community_protocol.push import (
     encode_welcome,
     home_message_from,
 )
+from smart_community_protocol.validation import parse_json
 
 from . import homes
 from .access import CALLER, Role, allow
@@ -149,63 +148,68 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     await socket.prepare(request)
     relay = request.app[RELAY]
     ledger = request.app[LEDGER]
-    connection = HomeConnection(home, socket, asyncio.Queue(maxsize=config.home_queue_size))
-    relay.register(connection)  # live signals wait in `pending` while the replay is read
-    writer = asyncio.get_running_loop().create_task(connection.write_loop())
+    connection = HomeConnection(home, socket, request.transport, config.home_send_buffer)
+    relay.register(connection)  # live signals are held while the replay is read
     try:
         last = await ledger.last_seq()
         await socket.send_str(
-            encode_welcome(Welcome(home=home.home, last_seq=last, heartbeat=config.heartbeat))
+            encode_welcome(
+                Welcome(
+                    home=home.home,
+                    last_seq=last,
+                    heartbeat=config.heartbeat,
+                    reconnect=config.reconnect,
+                )
+            )
         )
         replay = _for_home(await ledger.signals_since(since, now=time.time()), home)
         for signal in replay:
-            await socket.send_str(signal_frame(signal))
+            await socket.send_frame(signal_frame(signal), WSMsgType.TEXT)
         if not connection.finish_replay(replay[-1].seq if replay else since):
-            relay.drop(connection, "queue full after replay")
-        reports: set[asyncio.Task[None]] = set()
+            relay.drop(connection, "too many signals arrived during its replay")
         ingest = request.app[INGEST]
         async for message in socket:
             if message.type is not WSMsgType.TEXT:
                 break
-            try:
-                frame = home_message_from(message.data)
-            except PushMessageError as err:
-                _LOGGER.info("home %s sent a frame the bridge ignores: %s", home.home, err)
-                continue
-            if isinstance(frame, ReportFrame):
-                # Stored in the next batch; the home keeps reading signals meanwhile.
-                task = asyncio.create_task(_store_report(ingest, connection, frame))
-                reports.add(task)
-                task.add_done_callback(reports.discard)
+            _take_frame(ingest, connection, message.data)
     finally:
         relay.unregister(connection)
-        writer.cancel()
-        # A writer that failed on a broken connection has nothing left to report.
-        with contextlib.suppress(asyncio.CancelledError, ConnectionError, RuntimeError):
-            await writer
     return socket
 
 
-async def _store_report(
-    ingest: TelemetryIngest, connection: HomeConnection, frame: ReportFrame
-) -> None:
+def _take_frame(ingest: TelemetryIngest, connection: HomeConnection, text: str) -> None:
+    # A function of its own, so that nothing decoded outlives the frame while the home is idle.
     try:
-        await ingest.submit(connection.placement, frame.report)
+        frame = home_message_from(text)
+    except PushMessageError as err:
+        _LOGGER.info("home %s sent a frame the bridge ignores: %s", connection.placement.home, err)
+        return
+    if isinstance(frame, ReportFrame):
+        _take_report(ingest, connection, frame)
+
+
+def _take_report(ingest: TelemetryIngest, connection: HomeConnection, frame: ReportFrame) -> None:
+    """Queue a report from the push channel; the home is answered once it is stored."""
+    ref = frame.ref  # the answer keeps only this, not the report, until the batch commits
+
+    def answer(stored: str | Exception) -> None:
+        if isinstance(stored, Exception):
+            result = encode_report_result(ref, 503, "not stored; send it again")
+        else:
+            result = encode_report_result(ref, 201)
+        connection.offer(0, result.encode())
+
+    try:
+        ingest.enqueue(connection.placement, frame.report, answer)
     except ReportRejected as err:
-        result = encode_report_result(frame.ref, 400, str(err))
-    except Exception:
-        _LOGGER.exception("report from %s not stored", connection.placement.home)
-        result = encode_report_result(frame.ref, 503, "not stored; send it again")
-    else:
-        result = encode_report_result(frame.ref, 201)
-    connection.offer(0, result)
+        connection.offer(0, encode_report_result(ref, 400, str(err)).encode())
 
 
 @allow(Role.HOME)
 async def post_report(request: web.Request) -> web.Response:
     """Store a report (OpenADR reportRequest) from the caller; 201 once it is durable."""
     try:
-        data = json.loads(await request.read())
+        data = parse_json(await request.read())
     except ValueError as err:
         return problem(400, "Bad Request", f"body is not JSON: {err}")
     caller = request[CALLER]

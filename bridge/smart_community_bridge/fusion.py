@@ -6,10 +6,11 @@ time buckets at every level of the topology; storage and scheduling live elsewhe
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-from smart_community_protocol import Placement, ReportRequest, parse_duration
+from smart_community_protocol import Placement, TimingError, parse_datetime, parse_duration
 
 # Payload types whose values are numbers worth a time series. USAGE and BASELINE are energy per
 # interval (summed across homes); the rest are levels or power (averaged per home, then summed).
@@ -17,7 +18,6 @@ ENERGY_TYPES = frozenset({"USAGE", "BASELINE", "DELTA_USAGE"})
 SERIES_TYPES = ENERGY_TYPES | frozenset(
     {"DEMAND", "READING", "STORAGE_CHARGE_LEVEL", "X_PV_POWER", "X_EV_POWER", "X_BATTERY_POWER"}
 )
-LEVELS = ("transformer", "feeder", "community")
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,27 +33,49 @@ class Reading:
     value: float
 
 
-def readings(report: ReportRequest, home: Placement, received_at: float) -> list[Reading]:
-    """The time-series values in a report; intervals without a start are taken as 'now'."""
+# A reading may start this far ahead of the bridge's clock (clocks differ a little); further
+# ahead it is not a measurement, and the report is refused.
+FUTURE_TOLERANCE = 300.0
+
+
+def readings(body: Mapping[str, Any], home: Placement, received_at: float) -> list[Reading]:
+    """The time-series values in a reportRequest body that ``check_body`` has accepted.
+
+    The body is read as it came (the strict check has vouched for the type of every property
+    read here), which spares the ingest path a second walk into models. Intervals without a
+    start are taken as starting when the report arrived. TimingError names an interval that
+    starts in the future.
+    """
     found: list[Reading] = []
-    for resource in report.resources:
-        for interval in resource.intervals:
-            period = interval.interval_period or resource.interval_period
-            start = period.start.timestamp() if period and period.start else received_at
-            duration = (
-                parse_duration(period.duration).delta.total_seconds()
-                if period and period.duration
-                else 0.0
-            )
-            found.extend(
-                Reading(
-                    home.home, home.feeder, home.transformer, payload.type, start, duration, value
+    for r, resource in enumerate(body["resources"]):
+        resource_period = resource.get("intervalPeriod")
+        for i, interval in enumerate(resource["intervals"]):
+            period = interval.get("intervalPeriod") or resource_period
+            start, duration = _period(period, received_at)
+            if start > received_at + FUTURE_TOLERANCE:
+                raise TimingError(
+                    f"resources[{r}].intervals[{i}]: starts {start - received_at:.0f} s after the"
+                    " bridge received it; readings cannot come from the future"
                 )
-                for payload in interval.payloads
-                if payload.type in SERIES_TYPES
-                for value in _numbers(payload.values)
-            )
+            for payload in interval["payloads"]:
+                kind = payload["type"]
+                if kind in SERIES_TYPES:
+                    found.extend(
+                        Reading(home.home, home.feeder, home.transformer, kind, start, duration, v)
+                        for v in _numbers(payload["values"])
+                    )
     return found
+
+
+def _period(period: Mapping[str, Any] | None, received_at: float) -> tuple[float, float]:
+    if not period:
+        return received_at, 0.0
+    start = period.get("start")
+    duration = period.get("duration")
+    return (
+        parse_datetime(start).timestamp() if start else received_at,
+        parse_duration(duration).delta.total_seconds() if duration else 0.0,
+    )
 
 
 def _numbers(values: Iterable[object]) -> Iterator[float]:
@@ -70,7 +92,7 @@ class Bucket:
     count: int = 0
     minimum: float = float("inf")
     maximum: float = float("-inf")
-    homes: set[str] = field(default_factory=set)
+    homes: set[str] | None = None  # which homes reported; None for a home's own bucket
 
     def add(self, reading: Reading) -> None:
         """Fold one reading in."""
@@ -78,7 +100,13 @@ class Bucket:
         self.count += 1
         self.minimum = min(self.minimum, reading.value)
         self.maximum = max(self.maximum, reading.value)
-        self.homes.add(reading.home)
+        if self.homes is not None:
+            self.homes.add(reading.home)
+
+    @property
+    def home_count(self) -> int:
+        """How many homes reported into the bucket."""
+        return 1 if self.homes is None else len(self.homes)
 
 
 type BucketKey = tuple[str, str, str, float]  # level, place, payload type, bucket start
@@ -86,11 +114,11 @@ type BucketKey = tuple[str, str, str, float]  # level, place, payload type, buck
 
 @dataclass(slots=True)
 class Rollup:
-    """Open time buckets at every level of the topology, exact while they are open.
+    """Open time buckets of every home and every level of the topology, exact while open.
 
     A bucket stays in memory until ``grace`` seconds after it ends, so late readings still count
     and each flush writes the bucket's whole value (never an increment that a restart could
-    double). After a restart the open buckets are rebuilt from the stored readings.
+    double). After a restart the open buckets are rebuilt from the homes' stored buckets.
     """
 
     community: str
@@ -99,31 +127,68 @@ class Rollup:
     buckets: dict[BucketKey, Bucket] = field(default_factory=dict)
     touched: set[BucketKey] = field(default_factory=set)
 
-    def add(self, found: Iterable[Reading], now: float) -> int:
-        """Fold readings in; returns how many were too late for their bucket."""
-        late = 0
-        oldest = now - self.bucket_seconds - self.grace
+    def oldest_open(self, now: float) -> float:
+        """The start of the oldest bucket that still takes readings."""
+        return now - self.bucket_seconds - self.grace
+
+    def add(self, found: Iterable[Reading], now: float) -> list[Reading]:
+        """Fold readings in; returns those too late for their bucket (left out)."""
+        late: list[Reading] = []
+        oldest = self.oldest_open(now)
         for reading in found:
             start = reading.start - reading.start % self.bucket_seconds
             if start < oldest:
-                late += 1
+                late.append(reading)
                 continue
             places = (
+                ("home", reading.home),
                 ("transformer", reading.transformer),
                 ("feeder", reading.feeder),
                 ("community", self.community),
             )
             for level, place in places:
                 key = (level, place, reading.payload_type, start)
-                self.buckets.setdefault(key, Bucket()).add(reading)
+                bucket = self.buckets.get(key)
+                if bucket is None:
+                    bucket = self.buckets[key] = Bucket(homes=None if level == "home" else set())
+                bucket.add(reading)
                 self.touched.add(key)
         return late
+
+    def restore(
+        self,
+        home_buckets: Iterable[tuple[float, str, str, float, int, float, float]],
+        placements: Mapping[str, tuple[str, str]],
+    ) -> None:
+        """Rebuild open buckets from homes' stored buckets; ``placements``: home -> (feeder,
+        transformer). Nothing is marked touched: it is stored as it is."""
+        for start, home, payload_type, total, count, minimum, maximum in home_buckets:
+            feeder, transformer = placements.get(home, ("", ""))
+            places = (
+                ("home", home),
+                ("transformer", transformer),
+                ("feeder", feeder),
+                ("community", self.community),
+            )
+            for level, place in places:
+                if not place:
+                    continue  # a home no longer registered counts for the community only
+                key = (level, place, payload_type, start)
+                bucket = self.buckets.get(key)
+                if bucket is None:
+                    bucket = self.buckets[key] = Bucket(homes=None if level == "home" else set())
+                bucket.total += total
+                bucket.count += count
+                bucket.minimum = min(bucket.minimum, minimum)
+                bucket.maximum = max(bucket.maximum, maximum)
+                if bucket.homes is not None:
+                    bucket.homes.add(home)
 
     def take_touched(self, now: float) -> list[tuple[BucketKey, Bucket]]:
         """Buckets changed since the last call; closed buckets past their grace are let go."""
         touched, self.touched = self.touched, set()
         changed = [(key, self.buckets[key]) for key in touched]
-        oldest = now - self.bucket_seconds - self.grace
+        oldest = self.oldest_open(now)
         for key in [key for key in self.buckets if key[3] < oldest]:
             del self.buckets[key]
         return changed

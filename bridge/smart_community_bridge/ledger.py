@@ -1,14 +1,20 @@
 """The bridge's durable ledger: SQLite on disk, one writer, versioned migrations.
 
 Signals (signed grid objects, exactly as received) get a downstream sequence number when they
-are committed; homes resume from the last sequence they acknowledged. The signal ledger commits
-with ``synchronous=FULL`` so a signal acknowledged to the grid survives ``kill -9``.
+are committed; homes resume from the last sequence they acknowledged. Every commit is made with
+``synchronous=FULL``, so what the bridge acknowledged (a signal to the grid, a report to a home)
+survives ``kill -9``; telemetry commits in batches, so that costs one sync per batch.
+
+Two connections: one writes (behind a lock, so that a multi-statement transaction never takes
+in another coroutine's statement), one reads. In WAL mode a reader sees the last committed
+state and is never blocked by the writer, nor sees the writer's open transaction.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 import json
 from pathlib import Path
@@ -16,6 +22,7 @@ import time
 from typing import Any, Self
 
 import aiosqlite
+import orjson
 
 # Each entry migrates the schema from version N to N + 1; never edit a released one.
 MIGRATIONS: tuple[str, ...] = (
@@ -112,6 +119,29 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (event_id, topic)
     ) WITHOUT ROWID;
     """,
+    # Telemetry as each home's time buckets instead of every raw report and reading: raw
+    # reports are kept for those that answer events, raw readings for the ones too late for
+    # their bucket. Homes may name reports (reportName) so that a resend is recognised.
+    """
+    CREATE TABLE home_buckets (
+        bucket REAL NOT NULL,
+        home_id TEXT NOT NULL,
+        payload_type TEXT NOT NULL,
+        total REAL NOT NULL,
+        count INTEGER NOT NULL,
+        minimum REAL NOT NULL,
+        maximum REAL NOT NULL,
+        PRIMARY KEY (bucket, home_id, payload_type)
+    ) WITHOUT ROWID;
+    CREATE TABLE report_keys (
+        home_id TEXT NOT NULL,
+        report_name TEXT NOT NULL,
+        report_id TEXT NOT NULL,
+        received_at REAL NOT NULL,
+        PRIMARY KEY (home_id, report_name)
+    ) WITHOUT ROWID;
+    CREATE INDEX report_keys_by_time ON report_keys (received_at);
+    """,
 )
 
 
@@ -166,6 +196,36 @@ _EVENT_VALUES_REST = (
 )
 
 
+_INSERT_REPORTS = (
+    "INSERT INTO reports (id, home_id, event_id, received_at, body)"
+    " SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value -> 4 FROM json_each(?)"
+)
+_INSERT_READINGS = (
+    "INSERT INTO readings (home_id, feeder, transformer, payload_type, start, duration, value)"
+    " SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5,"
+    " value ->> 6 FROM json_each(?)"
+)
+_UPSERT_HOME_BUCKETS = (
+    "INSERT OR REPLACE INTO home_buckets (bucket, home_id, payload_type, total, count, minimum,"
+    " maximum) SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4,"
+    " value ->> 5, value ->> 6 FROM json_each(?)"
+)
+_CLAIM_REPORT_KEYS = (
+    "INSERT OR IGNORE INTO report_keys (home_id, report_name, report_id, received_at)"
+    " SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3 FROM json_each(?)"
+    " RETURNING home_id, report_name"
+)
+_KNOWN_REPORT_KEYS = (
+    "SELECT home_id, report_name, report_id FROM report_keys"
+    " WHERE (home_id, report_name) IN (SELECT value ->> 0, value ->> 1 FROM json_each(?))"
+)
+_UPSERT_ROLLUPS = (
+    "INSERT OR REPLACE INTO rollups (level, place, payload_type, bucket, total, count, homes,"
+    " minimum, maximum) SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4,"
+    " value ->> 5, value ->> 6, value ->> 7, value ->> 8 FROM json_each(?)"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class ReportValue:
     """One value of one payload in a stored home report."""
@@ -207,30 +267,82 @@ class HomeRecord:
     revoked: bool
 
 
+class TelemetryBatch:
+    """The statements of one telemetry transaction (see ``Ledger.telemetry_batch``)."""
+
+    def __init__(self, connection: aiosqlite.Connection) -> None:
+        """Write through the ledger's writing connection, inside its open transaction."""
+        self._db = connection
+
+    async def claim_names(
+        self, names: Sequence[tuple[str, str, str, float]]
+    ) -> dict[tuple[str, str], str]:
+        """Record (home, reportName, report id, received at) of named reports.
+
+        Returns, for each (home, reportName) stored before, the id it was stored under: the
+        report is a resend, already counted.
+        """
+        if not names:
+            return {}
+        async with self._db.execute(_CLAIM_REPORT_KEYS, (orjson.dumps(names),)) as cursor:
+            claimed = {(str(r[0]), str(r[1])) for r in await cursor.fetchall()}
+        repeated = [name[:2] for name in names if name[:2] not in claimed]
+        if not repeated:
+            return {}
+        async with self._db.execute(_KNOWN_REPORT_KEYS, (orjson.dumps(repeated),)) as cursor:
+            return {(str(r[0]), str(r[1])): str(r[2]) for r in await cursor.fetchall()}
+
+    async def store(
+        self,
+        *,
+        reports: Sequence[tuple[str, str, str, float, bytes]],
+        late: Sequence[tuple[str, str, str, str, float, float, float]],
+        rollups: Sequence[tuple[str, str, str, float, float, int, int, float, float]],
+        home_buckets: Sequence[tuple[float, str, str, float, int, float, float]],
+    ) -> None:
+        """Reports kept raw (their JSON), late readings, and the buckets the batch changed.
+
+        Each table takes its rows in one statement, as one JSON array that SQLite unpacks: the
+        insert runs without Python's lock, beside the event loop, instead of taking it back for
+        every row.
+        """
+        if reports:
+            rows = [(*report[:4], orjson.Fragment(report[4])) for report in reports]
+            await self._db.execute(_INSERT_REPORTS, (orjson.dumps(rows),))
+        if late:
+            await self._db.execute(_INSERT_READINGS, (orjson.dumps(late),))
+        if rollups:
+            await self._db.execute(_UPSERT_ROLLUPS, (orjson.dumps(rollups),))
+        if home_buckets:
+            await self._db.execute(_UPSERT_HOME_BUCKETS, (orjson.dumps(home_buckets),))
+
+
 class Ledger:
     """Async access to the bridge database (aiosqlite runs it on one dedicated thread)."""
 
-    def __init__(self, connection: aiosqlite.Connection) -> None:
-        """Use an open connection; prefer ``Ledger.open``."""
-        self._db = connection
-        # One connection serves every coroutine: a multi-statement transaction must not take in
-        # another coroutine's statement, so writes queue behind this lock.
+    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
+        """Use open connections to one database; prefer ``Ledger.open``."""
+        self._db = writer
+        self._read = reader
         self._writing = asyncio.Lock()
 
     @classmethod
     async def open(cls, path: Path) -> Self:
         """Open (creating and migrating as needed) the database at path."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        connection = await aiosqlite.connect(path, isolation_level=None)
-        await connection.execute("PRAGMA journal_mode=WAL")
-        await connection.execute("PRAGMA synchronous=FULL")
-        await connection.execute("PRAGMA foreign_keys=ON")
-        ledger = cls(connection)
+        writer = await aiosqlite.connect(path, isolation_level=None)
+        await writer.execute("PRAGMA journal_mode=WAL")
+        await writer.execute("PRAGMA synchronous=FULL")
+        await writer.execute("PRAGMA foreign_keys=ON")
+        reader = await aiosqlite.connect(path, isolation_level=None)
+        await reader.execute("PRAGMA query_only=ON")
+        ledger = cls(writer, reader)
         await ledger.migrate()
         return ledger
 
     async def close(self) -> None:
         """Close the database."""
+        await self._read.close()
         await self._db.close()
 
     async def schema_version(self) -> int:
@@ -294,7 +406,7 @@ class Ledger:
 
     async def signals_since(self, seq: int, *, now: float) -> list[StoredSignal]:
         """Signals after seq whose signatures are still valid, in order."""
-        async with self._db.execute(
+        async with self._read.execute(
             "SELECT seq, object_type, object_id, operation, audience, expires, body FROM signals"
             " WHERE seq > ? AND expires >= ? ORDER BY seq",
             (seq, int(now)),
@@ -304,7 +416,7 @@ class Ledger:
 
     async def current_objects(self, object_type: str, *, now: float) -> list[StoredSignal]:
         """The latest version of every object of a type that is not deleted nor expired."""
-        async with self._db.execute(
+        async with self._read.execute(
             "SELECT seq, object_type, object_id, operation, audience, expires, body FROM signals s"
             " WHERE object_type = ? AND seq = (SELECT max(seq) FROM signals"
             "   WHERE object_type = s.object_type AND object_id = s.object_id)"
@@ -316,7 +428,7 @@ class Ledger:
 
     async def latest_versions(self) -> list[tuple[str, str, str, int, int]]:
         """(issuer, objectType, id, version, expires) of the newest version of each object."""
-        async with self._db.execute(
+        async with self._read.execute(
             "SELECT issuer, object_type, object_id, max(version), expires FROM signals"
             " GROUP BY issuer, object_type, object_id"
         ) as cursor:
@@ -325,49 +437,43 @@ class Ledger:
 
     async def last_seq(self) -> int:
         """The highest downstream sequence committed so far."""
-        async with self._db.execute("SELECT coalesce(max(seq), 0) FROM signals") as cursor:
+        async with self._read.execute("SELECT coalesce(max(seq), 0) FROM signals") as cursor:
             row = await cursor.fetchone()
         return int(row[0]) if row else 0
 
     # --- telemetry -------------------------------------------------------------------------
 
-    async def append_telemetry(
-        self,
-        reports: Sequence[tuple[str, str, str, float, str]],
-        readings: Sequence[tuple[str, str, str, str, float, float, float]],
-        rollups: Sequence[tuple[str, str, str, float, float, int, int, float, float]],
-    ) -> None:
-        """Commit a batch of reports, their readings and the rollups they changed, at once."""
+    @asynccontextmanager
+    async def telemetry_batch(self) -> AsyncIterator[TelemetryBatch]:
+        """One transaction for a batch of home reports: committed whole, or not at all."""
         async with self._writing:
             await self._db.execute("BEGIN IMMEDIATE")
             try:
-                await self._db.executemany(
-                    "INSERT INTO reports (id, home_id, event_id, received_at, body)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    reports,
-                )
-                await self._db.executemany(
-                    "INSERT INTO readings (home_id, feeder, transformer, payload_type, start,"
-                    " duration, value) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    readings,
-                )
-                await self._db.executemany(
-                    "INSERT OR REPLACE INTO rollups (level, place, payload_type, bucket, total,"
-                    " count, homes, minimum, maximum) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    rollups,
-                )
+                yield TelemetryBatch(self._db)
                 await self._db.execute("COMMIT")
             except BaseException:
                 await self._db.execute("ROLLBACK")
                 raise
 
-    async def readings_since(
+    async def late_readings_since(
         self, start: float
     ) -> list[tuple[str, str, str, str, float, float, float]]:
-        """Stored readings from start on (to rebuild open buckets after a restart)."""
-        async with self._db.execute(
+        """Readings from start on that came too late for their bucket, as they were stored."""
+        async with self._read.execute(
             "SELECT home_id, feeder, transformer, payload_type, start, duration, value"
             " FROM readings WHERE start >= ?",
+            (start,),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [(r[0], r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows]
+
+    async def home_buckets_since(
+        self, start: float
+    ) -> list[tuple[float, str, str, float, int, float, float]]:
+        """(bucket, home, payload type, total, count, minimum, maximum) from bucket start on."""
+        async with self._read.execute(
+            "SELECT bucket, home_id, payload_type, total, count, minimum, maximum"
+            " FROM home_buckets WHERE bucket >= ?",
             (start,),
         ) as cursor:
             rows = await cursor.fetchall()
@@ -377,7 +483,7 @@ class Ledger:
         self, level: str, place: str, start: float, end: float
     ) -> list[tuple[str, float, float, int, int, float, float]]:
         """(payload type, bucket, total, count, homes, minimum, maximum) of a place, in order."""
-        async with self._db.execute(
+        async with self._read.execute(
             "SELECT payload_type, bucket, total, count, homes, minimum, maximum FROM rollups"
             " WHERE level = ? AND place = ? AND bucket >= ? AND bucket < ?"
             " ORDER BY bucket, payload_type",
@@ -390,7 +496,7 @@ class Ledger:
         self, level: str, places: Sequence[str], payload_type: str, start: float, end: float
     ) -> list[tuple[str, float, float, int, int]]:
         """(place, bucket, total, count, homes) of one type at several places, by bucket."""
-        async with self._db.execute(
+        async with self._read.execute(
             "SELECT place, bucket, total, count, homes FROM rollups WHERE level = ?"
             " AND place IN (SELECT value FROM json_each(?)) AND payload_type = ?"
             " AND bucket >= ? AND bucket < ? ORDER BY bucket, place",
@@ -402,13 +508,10 @@ class Ledger:
     async def report_high_water(self) -> int:
         """The highest row id of committed home reports (0 when there are none).
 
-        Taken between write transactions, so every report up to it is committed: rows are only
+        Read on the reading connection, so every report up to it is committed: rows are only
         ever appended with higher ids.
         """
-        async with (
-            self._writing,
-            self._db.execute("SELECT coalesce(max(rowid), 0) FROM reports") as cursor,
-        ):
+        async with self._read.execute("SELECT coalesce(max(rowid), 0) FROM reports") as cursor:
             row = await cursor.fetchone()
         return int(row[0]) if row else 0
 
@@ -420,7 +523,7 @@ class Ledger:
         Walks the new rows by row id (their cost is that of the rows, however long the events'
         history). SQLite extracts the values from the stored JSON, so only they leave it.
         """
-        async with self._db.execute(
+        async with self._read.execute(
             _NEW_VALUES,
             (after, until, json.dumps(list(event_ids)), json.dumps(list(payload_types))),
         ) as cursor:
@@ -434,7 +537,7 @@ class Ledger:
 
         None when fewer are left: the page runs to the end.
         """
-        async with self._db.execute(
+        async with self._read.execute(
             "SELECT home_id, rowid FROM reports INDEXED BY reports_by_event"
             " WHERE event_id = ? AND (home_id, rowid) > (?, ?) AND rowid <= ?"
             " ORDER BY home_id, rowid LIMIT 1 OFFSET ?",
@@ -456,7 +559,7 @@ class Ledger:
         Uses the (event, home) index, so a page costs its own rows; rows come home by home.
         """
         types = json.dumps(list(payload_types))
-        async with self._db.execute(
+        async with self._read.execute(
             _EVENT_VALUES_REST if upto is None else _EVENT_VALUES_PAGE,
             (event_id, *after, until, types, *(upto or ())),
         ) as cursor:
@@ -465,7 +568,7 @@ class Ledger:
 
     async def upstream_marks(self) -> list[UpstreamMark]:
         """Everything recorded as reported upstream."""
-        async with self._db.execute(
+        async with self._read.execute(
             "SELECT event_id, topic, reported_until, summary, sent_at, final FROM upstream_reports"
         ) as cursor:
             rows = await cursor.fetchall()
@@ -494,10 +597,13 @@ class Ledger:
             await self._db.execute("DELETE FROM upstream_reports WHERE updated_at < ?", (before,))
 
     async def prune_telemetry(self, raw_before: float, rollups_before: float) -> None:
-        """Drop raw reports and readings, and rollups, older than their retention."""
+        """Drop raw reports, late readings, homes' buckets and report names older than their
+        retention (``raw_before``), and rollups of places older than theirs."""
         async with self._writing:
             await self._db.execute("DELETE FROM reports WHERE received_at < ?", (raw_before,))
             await self._db.execute("DELETE FROM readings WHERE start < ?", (raw_before,))
+            await self._db.execute("DELETE FROM home_buckets WHERE bucket < ?", (raw_before,))
+            await self._db.execute("DELETE FROM report_keys WHERE received_at < ?", (raw_before,))
             await self._db.execute("DELETE FROM rollups WHERE bucket < ?", (rollups_before,))
 
     # --- homes ---------------------------------------------------------------------------
@@ -524,7 +630,7 @@ class Ledger:
 
     async def home_by_credential(self, credential_hash: str) -> HomeRecord | None:
         """The home a credential belongs to, if any."""
-        async with self._db.execute(
+        async with self._read.execute(
             "SELECT home_id, feeder, transformer, revoked_at FROM homes WHERE credential_hash = ?",
             (credential_hash,),
         ) as cursor:
@@ -535,7 +641,7 @@ class Ledger:
 
     async def topology(self) -> list[tuple[str, str]]:
         """Every (feeder, transformer) pair that has homes."""
-        async with self._db.execute(
+        async with self._read.execute(
             "SELECT DISTINCT feeder, transformer FROM homes ORDER BY feeder, transformer"
         ) as cursor:
             rows = await cursor.fetchall()
@@ -543,7 +649,7 @@ class Ledger:
 
     async def homes(self) -> list[HomeRecord]:
         """Every registered home."""
-        async with self._db.execute(
+        async with self._read.execute(
             "SELECT home_id, feeder, transformer, revoked_at FROM homes ORDER BY home_id"
         ) as cursor:
             rows = await cursor.fetchall()
@@ -619,7 +725,7 @@ class Ledger:
 
     async def operator_by_token(self, token_hash: str) -> str | None:
         """The name of the operator holding this token, if any."""
-        async with self._db.execute(
+        async with self._read.execute(
             "SELECT name FROM operator_tokens WHERE token_hash = ?", (token_hash,)
         ) as cursor:
             row = await cursor.fetchone()
@@ -629,7 +735,7 @@ class Ledger:
 
     async def pinned_grid_keys(self) -> list[dict[str, Any]]:
         """Grid JWKs pinned so far."""
-        async with self._db.execute("SELECT jwk FROM grid_keys ORDER BY pinned_at") as cursor:
+        async with self._read.execute("SELECT jwk FROM grid_keys ORDER BY pinned_at") as cursor:
             rows = await cursor.fetchall()
         return [json.loads(row[0]) for row in rows]
 

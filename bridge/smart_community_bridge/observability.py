@@ -19,7 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from .access import allow
-from .state import CONFIG, INGEST, INTAKE, LEDGER, RELAY, REPORTER, UPSTREAM
+from .state import CONFIG, HEAP, INGEST, INTAKE, LEDGER, RELAY, REPORTER, UPSTREAM
 
 REGISTRY = web.AppKey("registry", CollectorRegistry)
 LOOP_LAG = web.AppKey("loop_lag", Histogram)
@@ -42,16 +42,16 @@ class BridgeCollector(Collector):
             "Homes connected over WebSocket",
             value=relay.connected,
         )
-        depths = relay.queue_depths()
+        buffered = relay.buffered_bytes()
         yield GaugeMetricFamily(
-            "smart_community_home_queue_depth_max",
-            "Frames waiting in the fullest home queue",
-            value=max(depths, default=0),
+            "smart_community_home_send_buffer_max_bytes",
+            "Bytes waiting to be sent to the home with the most unsent",
+            value=max(buffered, default=0),
         )
         yield GaugeMetricFamily(
-            "smart_community_home_queue_depth_total",
-            "Frames waiting in all home queues",
-            value=sum(depths),
+            "smart_community_home_send_buffer_bytes",
+            "Bytes waiting to be sent to all homes",
+            value=sum(buffered),
         )
         yield CounterMetricFamily(
             "smart_community_signals_relayed", "Signal frames queued to homes", value=relay.relayed
@@ -104,6 +104,23 @@ class BridgeCollector(Collector):
                 "Report posts the grid refused or did not answer",
                 value=reporter.failures,
             )
+        if HEAP in app:
+            heap = app[HEAP]
+            yield GaugeMetricFamily(
+                "smart_community_gc_frozen_objects",
+                "Objects moved where the garbage collector no longer visits them",
+                value=heap.frozen,
+            )
+            yield CounterMetricFamily(
+                "smart_community_gc_full_passes",
+                "Passes over every object, reclaiming what departed homes left behind",
+                value=heap.full_passes,
+            )
+            yield GaugeMetricFamily(
+                "smart_community_gc_settle_seconds",
+                "How long the last settling of the heap paused the bridge",
+                value=heap.last_pause,
+            )
         if UPSTREAM in app:
             yield GaugeMetricFamily(
                 "smart_community_grid_connected",
@@ -138,7 +155,7 @@ def setup_metrics(app: web.Application) -> None:
     app[LOOP_LAG] = Histogram(
         "smart_community_event_loop_lag_seconds",
         "How late the event loop ran a timer",
-        buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+        buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5),
         registry=registry,
     )
     app.cleanup_ctx.append(loop_lag_ctx)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -11,6 +10,7 @@ from aiohttp.typedefs import Handler
 import voluptuous as vol
 
 from smart_community_protocol import Problem
+from smart_community_protocol.validation import parse_json
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ def problem(
 async def json_body(request: web.Request, schema: vol.Schema) -> Any:
     """The request's JSON body, validated; 400 naming the offending key otherwise."""
     try:
-        data = json.loads(await request.read())
+        data = parse_json(await request.read())
     except ValueError as err:
         raise web.HTTPBadRequest(text=f"body is not JSON: {err}") from err
     try:

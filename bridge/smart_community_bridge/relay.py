@@ -1,8 +1,11 @@
 """Fan-out of signals to connected homes.
 
-Each signal is encoded once. Every connection has its own bounded queue and writer task, so a
-slow or dead home only fills its own queue; when that is full the home is dropped (it resumes
-from its last acknowledged sequence when it reconnects) and never delays the others.
+Each signal is encoded once, to bytes that every home's socket is handed unchanged. A frame is
+written to a home's transport at once (a write that the kernel cannot take yet waits in the
+transport's buffer), so fan-out is one pass over the connections with no queue or task per home.
+The transport's buffer is the home's queue: a home whose unsent bytes pass ``send_buffer`` is not
+reading, and is dropped (it resumes from its last acknowledged sequence when it reconnects), so
+it never delays the others.
 """
 
 from __future__ import annotations
@@ -12,8 +15,9 @@ from collections.abc import Iterable
 import contextlib
 from dataclasses import dataclass, field
 import logging
+from typing import Any
 
-from aiohttp import WSCloseCode, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from smart_community_protocol import Placement, addresses
 from smart_community_protocol.push import encode_signal
@@ -21,56 +25,74 @@ from smart_community_protocol.push import encode_signal
 from .ledger import StoredSignal
 
 _LOGGER = logging.getLogger(__name__)
+SLOW_HOME = "too slow; resume later"
 
 
-def signal_frame(signal: StoredSignal) -> str:
+def signal_frame(signal: StoredSignal) -> bytes:
     """The WebSocket frame for a stored signal; its signed JSON is embedded unchanged."""
-    return encode_signal(signal.seq, signal.object_type, signal.operation, signal.body)
+    return encode_signal(signal.seq, signal.object_type, signal.operation, signal.body).encode()
 
 
 @dataclass(eq=False, slots=True)
 class HomeConnection:
-    """One home's WebSocket, its queue and its writer."""
+    """One home's WebSocket and what has been sent on it."""
 
     placement: Placement
     socket: web.WebSocketResponse
-    queue: asyncio.Queue[tuple[int, str]]
+    transport: asyncio.Transport | None
+    send_buffer: int
     targets: frozenset[str] = field(init=False)
     last_sent: int = 0
-    replaying: bool = True
-    pending: list[tuple[int, str]] = field(default_factory=list)
+    # Frames that arrive while the replay is read from the ledger wait here, in order.
+    pending: list[tuple[int, bytes]] | None = field(default_factory=list)
+    pending_bytes: int = 0
     dropped: bool = False
 
     def __post_init__(self) -> None:
         """Cache the targets that address this home."""
         self.targets = self.placement.targets
 
-    def offer(self, seq: int, frame: str) -> bool:
-        """Queue a frame; False when the home cannot keep up."""
-        if self.replaying:
+    def offer(self, seq: int, frame: bytes) -> bool:
+        """Send (or hold during the replay) one frame; False when the home cannot keep up."""
+        if self.pending is not None:
             self.pending.append((seq, frame))
-            return True
-        try:
-            self.queue.put_nowait((seq, frame))
-        except asyncio.QueueFull:
+            self.pending_bytes += len(frame)
+            return self.pending_bytes <= self.send_buffer
+        if seq and seq <= self.last_sent:
+            return True  # already sent by the replay
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return True  # the handler is ending; the home resumes when it reconnects
+        if transport.get_write_buffer_size() > self.send_buffer:
             return False
+        if seq:
+            self.last_sent = seq
+        _send(self.socket, frame)
         return True
 
     def finish_replay(self, replayed_up_to: int) -> bool:
-        """Move live frames that arrived during the replay behind it (skipping duplicates)."""
-        self.replaying = False
+        """Send the live frames that arrived during the replay behind it (skipping duplicates)."""
         self.last_sent = max(self.last_sent, replayed_up_to)
-        pending, self.pending = self.pending, []
-        return all(self.offer(seq, frame) for seq, frame in pending if seq > replayed_up_to)
+        pending, self.pending, self.pending_bytes = self.pending or [], None, 0
+        return all(self.offer(seq, frame) for seq, frame in pending)
 
-    async def write_loop(self) -> None:
-        """Send queued frames in order until the socket closes."""
-        while not self.socket.closed:
-            seq, frame = await self.queue.get()
-            if seq and seq <= self.last_sent:
-                continue
-            await self.socket.send_str(frame)
-            self.last_sent = max(self.last_sent, seq)
+
+def _send(socket: web.WebSocketResponse, frame: bytes) -> None:
+    # Uncompressed frames are written synchronously; started eagerly, the send is done before
+    # create_task returns, and only a send that must wait for the transport lives on as a task.
+    task = asyncio.get_running_loop().create_task(
+        socket.send_frame(frame, WSMsgType.TEXT), eager_start=True
+    )
+    if task.done():
+        _ignore_outcome(task)
+    else:
+        task.add_done_callback(_ignore_outcome)
+
+
+def _ignore_outcome(task: asyncio.Task[Any]) -> None:
+    # A socket that closed under the send has nothing to report: its home resumes later.
+    if not task.cancelled():
+        task.exception()
 
 
 class Relay:
@@ -81,15 +103,19 @@ class Relay:
         self._connections: set[HomeConnection] = set()
         self.relayed = 0
         self.dropped = 0
+        self.departures = 0  # connections that have ended, ever
 
     @property
     def connected(self) -> int:
         """How many homes are connected."""
         return len(self._connections)
 
-    def queue_depths(self) -> list[int]:
-        """Frames waiting per connection."""
-        return [c.queue.qsize() + len(c.pending) for c in self._connections]
+    def buffered_bytes(self) -> list[int]:
+        """Bytes waiting to be sent, per connection (held during a replay, or unsent)."""
+        return [
+            c.pending_bytes + (c.transport.get_write_buffer_size() if c.transport else 0)
+            for c in self._connections
+        ]
 
     def connected_homes(self) -> set[str]:
         """Ids of the homes connected now."""
@@ -101,26 +127,28 @@ class Relay:
 
     def unregister(self, connection: HomeConnection) -> None:
         """Stop relaying to a connection."""
-        self._connections.discard(connection)
+        if connection in self._connections:
+            self._connections.remove(connection)
+            self.departures += 1
 
     def publish(self, signal: StoredSignal) -> int:
-        """Queue a committed signal to every connected home it addresses; returns how many."""
-        frame = signal_frame(signal)
-        return self._fan_out(signal.seq, frame, signal.audience)
+        """Send a committed signal to every connected home it addresses; returns how many."""
+        return self._fan_out(signal.seq, signal_frame(signal), signal.audience)
 
-    def inject(self, frame: str, audience: Iterable[str]) -> int:
-        """Queue an arbitrary frame (operators' notices; tests of a compromised relay)."""
+    def inject(self, frame: bytes, audience: Iterable[str]) -> int:
+        """Send an arbitrary frame (tests of a compromised relay)."""
         return self._fan_out(0, frame, tuple(audience))
 
-    def _fan_out(self, seq: int, frame: str, audience: tuple[str, ...]) -> int:
+    def _fan_out(self, seq: int, frame: bytes, audience: tuple[str, ...]) -> int:
         sent = 0
+        wanted = list(audience)
         for connection in tuple(self._connections):
-            if not addresses(list(audience), connection.targets):
+            if not addresses(wanted, connection.targets):
                 continue
             if connection.offer(seq, frame):
                 sent += 1
             else:
-                self.drop(connection, "queue full: the home is not reading")
+                self.drop(connection, "not reading: its send buffer is full")
         self.relayed += sent
         return sent
 
@@ -128,16 +156,9 @@ class Relay:
         """Disconnect a home that cannot keep up; it resumes later from its last ack."""
         if connection.dropped:
             return
-        connection.dropped = True
-        self.unregister(connection)
         _LOGGER.warning("dropping home %s: %s", connection.placement.home, why)
         self.dropped += 1
-        task = asyncio.get_running_loop().create_task(
-            connection.socket.close(
-                code=WSCloseCode.TRY_AGAIN_LATER, message=b"too slow; resume later"
-            )
-        )
-        task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+        self._close(connection, WSCloseCode.TRY_AGAIN_LATER, SLOW_HOME)
 
     def disconnect_home(self, home_id: str, why: str) -> int:
         """Close every connection of a home at once (its credential was revoked)."""
@@ -152,8 +173,7 @@ class Relay:
         task = asyncio.get_running_loop().create_task(
             connection.socket.close(code=code, message=why.encode())
         )
-        # A socket that is already gone has nothing to report.
-        task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+        task.add_done_callback(_ignore_outcome)
 
     async def close_all(self) -> None:
         """Close every connection with GOING_AWAY (shutdown)."""

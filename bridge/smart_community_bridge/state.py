@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from .config import BridgeConfig
+from .heap import HeapKeeper
 from .intake import SignalIntake
 from .ledger import Ledger
 from .relay import Relay
@@ -19,3 +20,4 @@ INTAKE = web.AppKey("intake", SignalIntake)
 UPSTREAM = web.AppKey("upstream", UpstreamLink)
 INGEST = web.AppKey("ingest", TelemetryIngest)
 REPORTER = web.AppKey("reporter", UpstreamReporter)
+HEAP = web.AppKey("heap", HeapKeeper)

@@ -2,30 +2,45 @@
 
 A report is acknowledged only once its batch is committed, so nothing acknowledged is lost;
 batching keeps the cost to one transaction (and one fsync) per batch however many homes report.
+
+What is kept of a report: its readings, in the home's own time buckets (and the buckets of its
+transformer, feeder and community); the raw report too when it answers an event (the upstream
+reporter reads those), and the raw readings that came too late for their bucket. A home that
+names its reports (``reportName``, unique per home) may send one again, after a lost answer:
+it is recognised, answered with the id it was stored under, and not counted twice.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
-import json
 import logging
 import secrets
 import time
 from typing import Any
+
+import orjson
 
 from smart_community_protocol import ModelError, Placement, ReportRequest, TimingError
 from smart_community_protocol.validation import check_body
 
 from .config import FusionConfig
 from .fusion import Reading, Rollup, readings
-from .ledger import Ledger
+from .ledger import Ledger, TelemetryBatch
 
 _LOGGER = logging.getLogger(__name__)
+# The event id of telemetry that answers no event (docs/protocol.md).
+TELEMETRY_EVENT = "X_TELEMETRY"
 
 
 class ReportRejected(ValueError):
     """A report is not a valid OpenADR reportRequest; the message names what is wrong."""
+
+
+# Called once the report's batch is committed, with the id the report is stored under (its
+# first copy's for a resend), or with the error that failed the batch.
+type Stored = Callable[[str | Exception], None]
 
 
 @dataclass(slots=True)
@@ -33,10 +48,11 @@ class _Pending:
     report_id: str
     home: Placement
     event_id: str
-    body: str
+    name: str | None  # reportName, the home's own id for the report
+    body: bytes | None  # the report as JSON, when it is kept raw
     found: list[Reading]
     received_at: float
-    done: asyncio.Future[None]
+    done: Stored
 
 
 class TelemetryIngest:
@@ -46,10 +62,12 @@ class TelemetryIngest:
         """Write to ledger; roll up into buckets of the configured size."""
         self._ledger = ledger
         self._config = config
+        self._community = community
         self.rollup = Rollup(community, config.bucket_seconds, config.bucket_grace)
         self._queue: list[_Pending] = []
         self._wakeup = asyncio.Event()
         self.ingested = 0
+        self.repeated = 0
         self.readings = 0
         self.late = 0
 
@@ -58,40 +76,59 @@ class TelemetryIngest:
         """Reports waiting for their batch."""
         return len(self._queue)
 
-    def parse(self, data: Any) -> ReportRequest:
-        """A report as a home sent it, checked strictly; ReportRejected names the problem."""
+    def enqueue(self, home: Placement, data: Any, done: Stored) -> str:
+        """Queue one report from a home for the next batch; returns the id it will have.
+
+        Raises ReportRejected (nothing queued) naming what is wrong when the report is not a
+        valid OpenADR reportRequest; ``done`` is called once the batch that holds it is
+        committed, or has failed.
+        """
+        received_at = time.time()
         try:
             check_body(ReportRequest, data)
-            return ReportRequest.parse(data)
+            found = readings(data, home, received_at)
         except (ModelError, TimingError) as err:
             raise ReportRejected(str(err)) from err
+        event_id = data["eventID"]
+        report_id = f"report-{secrets.token_hex(8)}"
+        self._queue.append(
+            _Pending(
+                report_id,
+                home,
+                event_id,
+                data.get("reportName"),
+                None if event_id == TELEMETRY_EVENT else orjson.dumps(data),
+                found,
+                received_at,
+                done,
+            )
+        )
+        self._wakeup.set()
+        return report_id
 
     async def submit(self, home: Placement, data: Any) -> str:
         """Take one report from a home; returns its id once it is durably stored."""
-        report = self.parse(data)
-        received_at = time.time()
-        try:
-            found = readings(report, home, received_at)
-        except TimingError as err:
-            raise ReportRejected(str(err)) from err
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        report_id = f"report-{secrets.token_hex(8)}"
-        body = json.dumps(data, separators=(",", ":"))
-        self._queue.append(
-            _Pending(report_id, home, report.event_id, body, found, received_at, done)
-        )
-        self._wakeup.set()
-        await asyncio.shield(done)
-        return report_id
+        stored: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+        def done(result: str | Exception) -> None:
+            if stored.done():
+                return
+            if isinstance(result, Exception):
+                stored.set_exception(result)
+            else:
+                stored.set_result(result)
+
+        self.enqueue(home, data, done)
+        return await asyncio.shield(stored)
 
     async def restore(self) -> None:
-        """Rebuild the open buckets from stored readings (after a restart)."""
-        now = time.time()
-        rows = await self._ledger.readings_since(
-            now - self._config.bucket_seconds - self._config.bucket_grace
+        """Rebuild the open buckets from the homes' stored buckets (after a restart)."""
+        self.rollup = Rollup(
+            self._community, self._config.bucket_seconds, self._config.bucket_grace
         )
-        self.rollup.add((Reading(*row) for row in rows), now)
-        self.rollup.take_touched(now)  # already stored as they are
+        rows = await self._ledger.home_buckets_since(self.rollup.oldest_open(time.time()))
+        placements = {h.home_id: (h.feeder, h.transformer) for h in await self._ledger.homes()}
+        self.rollup.restore(rows, placements)
 
     async def run(self) -> None:
         """Commit queued reports in batches until cancelled."""
@@ -109,34 +146,89 @@ class TelemetryIngest:
             await self._commit(batch)
 
     async def _commit(self, batch: list[_Pending]) -> None:
-        now = time.time()
-        for pending in batch:
-            self.late += self.rollup.add(pending.found, now)
-        rollups = [
-            (*key, bucket.total, bucket.count, len(bucket.homes), bucket.minimum, bucket.maximum)
-            for key, bucket in self.rollup.take_touched(now)
-        ]
         try:
-            await self._ledger.append_telemetry(
-                [(p.report_id, p.home.home, p.event_id, p.received_at, p.body) for p in batch],
-                [
-                    (r.home, r.feeder, r.transformer, r.payload_type, r.start, r.duration, r.value)
-                    for p in batch
-                    for r in p.found
-                ],
-                rollups,
-            )
+            async with self._ledger.telemetry_batch() as transaction:
+                outcome = await self._store(transaction, batch)
         except Exception as err:  # a failed commit fails every report in it, loudly
             _LOGGER.exception("telemetry batch of %d reports not stored", len(batch))
+            # The open buckets took in what was not committed: read them back as stored.
+            await self.restore()
             for pending in batch:
-                if not pending.done.done():
-                    pending.done.set_exception(err)
+                pending.done(err)
             return
-        self.ingested += len(batch)
-        self.readings += sum(len(p.found) for p in batch)
+        for pending, stored_as in outcome:
+            pending.done(stored_as)
+
+    async def _store(
+        self, transaction: TelemetryBatch, batch: list[_Pending]
+    ) -> list[tuple[_Pending, str]]:
+        now = time.time()
+        # A name seen twice in one batch is a resend of the first.
+        first: dict[tuple[str, str], _Pending] = {}
         for pending in batch:
-            if not pending.done.done():
-                pending.done.set_result(None)
+            if pending.name is not None:
+                first.setdefault((pending.home.home, pending.name), pending)
+        known = await transaction.claim_names(
+            [(*key, p.report_id, p.received_at) for key, p in first.items()]
+        )
+        outcome: list[tuple[_Pending, str]] = []
+        fresh: list[_Pending] = []
+        late: list[Reading] = []
+        for pending in batch:
+            key = (pending.home.home, pending.name or "")
+            if pending.name is not None and (key in known or first[key] is not pending):
+                outcome.append((pending, known.get(key) or first[key].report_id))
+                continue
+            fresh.append(pending)
+            outcome.append((pending, pending.report_id))
+            late.extend(self.rollup.add(pending.found, now))
+        rollups: list[tuple[str, str, str, float, float, int, int, float, float]] = []
+        home_buckets: list[tuple[float, str, str, float, int, float, float]] = []
+        for (level, place, payload_type, start), bucket in self.rollup.take_touched(now):
+            if level == "home":
+                home_buckets.append(
+                    (
+                        start,
+                        place,
+                        payload_type,
+                        bucket.total,
+                        bucket.count,
+                        bucket.minimum,
+                        bucket.maximum,
+                    )
+                )
+            else:
+                rollups.append(
+                    (
+                        level,
+                        place,
+                        payload_type,
+                        start,
+                        bucket.total,
+                        bucket.count,
+                        bucket.home_count,
+                        bucket.minimum,
+                        bucket.maximum,
+                    )
+                )
+        await transaction.store(
+            reports=[
+                (p.report_id, p.home.home, p.event_id, p.received_at, p.body)
+                for p in fresh
+                if p.body is not None
+            ],
+            late=[
+                (r.home, r.feeder, r.transformer, r.payload_type, r.start, r.duration, r.value)
+                for r in late
+            ],
+            rollups=rollups,
+            home_buckets=home_buckets,
+        )
+        self.ingested += len(fresh)
+        self.repeated += len(batch) - len(fresh)
+        self.readings += sum(len(p.found) for p in fresh) - len(late)
+        self.late += len(late)
+        return outcome
 
     async def prune(self) -> None:
         """Apply the retention periods."""

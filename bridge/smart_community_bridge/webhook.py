@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 from aiohttp import web
 
 from smart_community_protocol import ModelError, Notification, ObjectType
+from smart_community_protocol.validation import parse_json
 
 from .access import Role, allow
 from .problems import problem
@@ -29,7 +28,7 @@ async def verify_callback(request: web.Request) -> web.Response:
 async def receive_notification(request: web.Request) -> web.Response:
     """Take a notification from the grid; the object inside is verified before anything else."""
     try:
-        notification = Notification.parse(await request.json(loads=json.loads))
+        notification = Notification.parse(await request.json(loads=parse_json))
     except ValueError as err:  # JSON errors and ModelError alike
         detail = str(err) if isinstance(err, ModelError) else "body is not JSON"
         return problem(400, "Bad Request", detail)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import os
 from pathlib import Path
+import socket
 from typing import Any
 
 from aiohttp import WSMsgType, WSServerHandshakeError
@@ -15,7 +18,7 @@ from smart_community_bridge import homes
 from smart_community_bridge.state import INTAKE, LEDGER, RELAY, UPSTREAM
 from smart_community_protocol import SIGNATURE_FIELD, Operation, Signer, Verifier
 
-from .conftest import HOME_A, BridgeFactory, auth, event, signed
+from .conftest import HOME_A, HOME_B, BridgeFactory, auth, event, signed
 
 
 async def receive(ws: Any, kind: str = "signal", wait: float = 5) -> dict[str, Any]:
@@ -172,38 +175,64 @@ async def test_rest_resync_returns_latest_active_versions(
     assert "active" in (await response.json())["detail"]
 
 
-async def test_slow_home_is_dropped_and_resumes(make_bridge: BridgeFactory, signer: Signer) -> None:
-    bridge = await make_bridge(home_queue_size=2)
-    credential = await homes.add_home(bridge.app[LEDGER], HOME_A)
-    ws = await bridge.ws_connect("/ws", headers=auth(credential))
-    await receive(ws, "welcome")
-    stored = [
-        await bridge.app[LEDGER].append_signal(
-            object_type="EVENT",
-            object_id=f"e{i}",
-            operation="CREATE",
-            issuer="test-grid",
-            version=i,
-            audience=["community:c1"],
-            expires=2**40,
-            body=json.dumps(signed(signer, event(f"e{i}"))),
-        )
-        for i in range(1, 6)
-    ]
-    relay = bridge.app[RELAY]
-    for signal in stored:  # a burst faster than the home reads: its queue overflows
-        assert signal is not None
-        relay.publish(signal)
-    assert relay.connected == 0
+async def open_stalled_home(bridge: TestClient[Any, Any], credential: str) -> socket.socket:
+    """A home that completes the handshake and then never reads (a tiny receive buffer)."""
+    stalled = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.setblocking(False)
+    loop = asyncio.get_running_loop()
+    await loop.sock_connect(stalled, (bridge.host, bridge.port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    await loop.sock_sendall(
+        stalled,
+        (
+            f"GET /ws?since=0 HTTP/1.1\r\nHost: {bridge.host}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+            f"Authorization: Bearer {credential}\r\n\r\n"
+        ).encode(),
+    )
+    received = b""
     async with asyncio.timeout(5):
-        while (message := await ws.receive()).type is not WSMsgType.CLOSE:
-            pass
-    assert message.data == 1013  # try again later
+        while b'"welcome"' not in received:  # once welcomed, the home is registered for relay
+            received += await loop.sock_recv(stalled, 1)
+    assert received.startswith(b"HTTP/1.1 101"), received
+    return stalled
 
-    ws = await bridge.ws_connect("/ws?since=0", headers=auth(credential))
-    await receive(ws, "welcome")
-    assert [(await receive(ws))["seq"] for _ in range(5)] == [1, 2, 3, 4, 5]
-    await ws.close()
+
+async def test_home_that_stops_reading_is_dropped_and_resumes(
+    make_bridge: BridgeFactory, signer: Signer
+) -> None:
+    bridge = await make_bridge(home_send_buffer_kb=16)
+    ledger, relay = bridge.app[LEDGER], bridge.app[RELAY]
+    stalled_credential = await homes.add_home(ledger, HOME_A)
+    reader_credential = await homes.add_home(ledger, HOME_B)
+    reader = await bridge.ws_connect("/ws", headers=auth(reader_credential))
+    await receive(reader, "welcome")
+    stalled = await open_stalled_home(bridge, stalled_credential)
+    assert relay.connected == 2
+
+    padding = "x" * 60_000  # big signals fill the kernel's buffers, then the bridge's
+    published = 0
+    async with asyncio.timeout(10):
+        while relay.connected == 2:
+            published += 1
+            body = signed(signer, {**event(f"e{published}"), "X_padding": padding})
+            assert await bridge.app[INTAKE].accept(body) is not None
+            await asyncio.sleep(0)  # let the kernel move what it can
+    assert relay.dropped == 1
+    assert relay.connected_homes() == {"b"}  # the reading home is still served, in full
+    seqs = [(await receive(reader))["seq"] for _ in range(published)]
+    assert seqs == list(range(1, published + 1))
+    stalled.close()
+
+    # The dropped home comes back and gets exactly what it had not acknowledged.
+    resumed = await bridge.ws_connect("/ws?since=0", headers=auth(stalled_credential))
+    await receive(resumed, "welcome")
+    assert [(await receive(resumed))["seq"] for _ in range(published)] == seqs
+    with pytest.raises(TimeoutError):
+        await receive(resumed, wait=0.3)
+    await resumed.close()
+    await reader.close()
 
 
 async def test_grid_webhook(

@@ -391,14 +391,16 @@ async def test_tallies_read_page_by_page_and_row_by_row_agree(
             ("h0", "e1", {"OPERATING_STATE": "RUNNING_OPTED_OUT"}),
             ("h3", "e1", {"USAGE": 4.0}),  # not a response
         ]
-        await ledger.append_telemetry(
-            [
-                (f"r{n}", home, event_id, 0.0, json.dumps(response(event_id, 0, **values)))
-                for n, (home, event_id, values) in enumerate(sent)
-            ],
-            [],
-            [],
-        )
+        async with ledger.telemetry_batch() as batch:
+            await batch.store(
+                reports=[
+                    (f"r{n}", home, event_id, 0.0, json.dumps(response(event_id, 0, **values)))
+                    for n, (home, event_id, values) in enumerate(sent)
+                ],
+                late=[],
+                rollups=[],
+                home_buckets=[],
+            )
         expected = {PARTICIPATING: 1, OPTED_OUT: 1, HOMES_ERROR: 1, "DELTA_USAGE": 2.0}
         high = await ledger.report_high_water()
         assert high == len(sent)

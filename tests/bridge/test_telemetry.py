@@ -185,20 +185,121 @@ async def test_late_readings_are_stored_but_not_rolled_up(
     assert response.status == 201
     assert bridge.app[INGEST].late == 2
     assert await bridge.app[LEDGER].rollups("community", "c1", 0, 2**40) == []
-    assert len(await bridge.app[LEDGER].readings_since(old - 1)) == 2
+    late = await bridge.app[LEDGER].late_readings_since(old - 1)
+    assert sorted((row[0], row[3], row[6]) for row in late) == [
+        ("a", "DEMAND", 2.0),
+        ("a", "USAGE", 0.01),
+    ]
+
+
+async def test_readings_from_the_future_are_refused(
+    bridge: TestClient[Any, Any], credentials: dict[str, str]
+) -> None:
+    response = await bridge.post(
+        "/reports", json=report(2.0, 0.01, time.time() + 3600), headers=auth(credentials["a"])
+    )
+    assert response.status == 400
+    assert "resources[0].intervals[0]" in (await response.json())["detail"]
+    assert "future" in (await response.json())["detail"]
+    assert bridge.app[INGEST].ingested == 0
+
+
+async def test_numbers_json_does_not_have_are_refused(
+    bridge: TestClient[Any, Any], credentials: dict[str, str]
+) -> None:
+    body = json.dumps(report(2.0, 0.01, time.time())).replace("2.0", "NaN")
+    response = await bridge.post("/reports", data=body, headers=auth(credentials["a"]))
+    assert response.status == 400
+    assert "not JSON" in (await response.json())["detail"]
+    ws = await bridge.ws_connect("/ws", headers=auth(credentials["a"]))
+    assert (await ws.receive_json())["type"] == "welcome"
+    await ws.send_str(encode_report(1, report(1.0, 0.01, time.time())).replace("1.0", "Infinity"))
+    await ws.send_str(encode_report(2, report(1.0, 0.01, time.time())))
+    async with asyncio.timeout(5):
+        while (message := json.loads((await ws.receive()).data))["type"] != "report_result":
+            pass
+    assert (message["ref"], message["status"]) == (2, 201)  # the bad frame was ignored, loudly
+    await ws.close()
+
+
+async def test_telemetry_is_kept_as_buckets_and_event_answers_raw(
+    bridge: TestClient[Any, Any], credentials: dict[str, str]
+) -> None:
+    ledger = bridge.app[LEDGER]
+    start = bucket_now()
+    for event_id in ("X_TELEMETRY", "e1"):
+        response = await bridge.post(
+            "/reports", json=report(2.0, 0.01, start, event_id), headers=auth(credentials["a"])
+        )
+        assert response.status == 201
+    assert [value.event_id for value in await ledger.report_values(["e1"], 0, 2**40, ["DEMAND"])]
+    assert await ledger.report_values(["X_TELEMETRY"], 0, 2**40, ["DEMAND"]) == []
+    homes_buckets = await ledger.home_buckets_since(start)
+    assert sorted((row[1], row[2], row[3], row[4]) for row in homes_buckets) == [
+        ("a", "DEMAND", 4.0, 2),
+        ("a", "USAGE", 0.02, 2),
+    ]
+
+
+async def test_a_named_report_sent_again_is_counted_once(make_bridge: BridgeFactory) -> None:
+    bridge = await make_bridge()
+    credential = await homes.add_home(bridge.app[LEDGER], HOME_A)
+    other = await homes.add_home(bridge.app[LEDGER], HOME_B)
+    start = bucket_now()
+    named = {**report(2.0, 0.01, start), "reportName": "h-a-0001"}
+    first = await (await bridge.post("/reports", json=named, headers=auth(credential))).json()
+    again = await bridge.post("/reports", json=named, headers=auth(credential))
+    assert again.status == 201
+    assert (await again.json())["id"] == first["id"]  # the id it was stored under
+    # Twice in one batch over the push channel: the second is the first's resend.
+    ws = await bridge.ws_connect("/ws", headers=auth(credential))
+    await ws.receive_json()
+    twice = {**report(3.0, 0.02, start + 10), "reportName": "h-a-0002"}
+    await ws.send_str(encode_report(1, twice))
+    await ws.send_str(encode_report(2, twice))
+    answered: set[int] = set()
+    async with asyncio.timeout(5):
+        while answered != {1, 2}:
+            message = json.loads((await ws.receive()).data)
+            if message["type"] == "report_result":
+                assert message["status"] == 201
+                answered.add(message["ref"])
+    await ws.close()
+    # Another home may use the same name: names are per home.
+    await bridge.post("/reports", json={**named, "reportName": "h-a-0001"}, headers=auth(other))
+    assert bridge.app[INGEST].repeated == 2
+    assert (await rollup_of(bridge, "transformer", HOME_A.transformer, start))["DEMAND"] == (
+        5.0,
+        2,
+        1,
+    )
+    await bridge.close()
+
+    # After a restart the name is still known.
+    restarted = await make_bridge()
+    await restarted.post("/reports", json=named, headers=auth(credential))
+    assert restarted.app[INGEST].repeated == 1
+    assert (await rollup_of(restarted, "transformer", HOME_A.transformer, start))["DEMAND"] == (
+        5.0,
+        2,
+        1,
+    )
 
 
 async def test_retention_prunes_old_telemetry(
     bridge: TestClient[Any, Any], credentials: dict[str, str]
 ) -> None:
     ledger = bridge.app[LEDGER]
+    now = time.time()
+    await bridge.post("/reports", json=report(2.0, 0.01, now), headers=auth(credentials["a"]))
     await bridge.post(
-        "/reports", json=report(2.0, 0.01, time.time()), headers=auth(credentials["a"])
+        "/reports", json=report(2.0, 0.01, now - 3 * 3600), headers=auth(credentials["a"])
     )
-    await ledger.prune_telemetry(raw_before=time.time() - 60, rollups_before=0)
-    assert len(await ledger.readings_since(0)) == 2
-    await ledger.prune_telemetry(raw_before=time.time() + 600, rollups_before=time.time() + 600)
-    assert await ledger.readings_since(0) == []
+    await ledger.prune_telemetry(raw_before=now - 3600, rollups_before=0)
+    assert len(await ledger.home_buckets_since(0)) == 2
+    assert await ledger.late_readings_since(0) == []  # three hours old: past raw retention
+    await ledger.prune_telemetry(raw_before=now + 600, rollups_before=now + 600)
+    assert await ledger.home_buckets_since(0) == []
     assert await ledger.rollups("community", "c1", 0, 2**40) == []
     metrics = await (await bridge.get("/metrics")).text()
-    assert "smart_community_reports_ingested_total 1.0" in metrics
+    assert "smart_community_reports_ingested_total 2.0" in metrics

@@ -8,14 +8,33 @@ re-encoded from a model. Unknown message types are ignored, so either side can g
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 import json
 from typing import Any
 
+from .validation import parse_json
+
 
 class PushMessageError(ValueError):
     """A push frame is not a message of the protocol."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Reconnect:
+    """How a home comes back after losing the channel, so a restart does not become a storm.
+
+    Wait a random time in the upper half of ``initial * 2**failures`` seconds, at most
+    ``maximum``; a connection that reached its welcome resets ``failures`` to 0.
+    """
+
+    initial: float
+    maximum: float
+
+    def delay(self, failures: int, uniform: Callable[[float, float], float]) -> float:
+        """Seconds to wait after ``failures`` failed attempts (``uniform``: a random source)."""
+        ceiling = min(self.maximum, self.initial * 2 ** min(failures, 32))
+        return uniform(ceiling / 2, ceiling)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -25,6 +44,7 @@ class Welcome:
     home: str
     last_seq: int
     heartbeat: int | None
+    reconnect: Reconnect | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -41,14 +61,15 @@ class Signal:
 
 def encode_welcome(welcome: Welcome) -> str:
     """The welcome frame."""
-    return json.dumps(
-        {
-            "type": "welcome",
-            "home": welcome.home,
-            "last_seq": welcome.last_seq,
-            "heartbeat": welcome.heartbeat,
-        }
-    )
+    message: dict[str, Any] = {
+        "type": "welcome",
+        "home": welcome.home,
+        "last_seq": welcome.last_seq,
+        "heartbeat": welcome.heartbeat,
+    }
+    if (reconnect := welcome.reconnect) is not None:
+        message["reconnect"] = {"initial": reconnect.initial, "max": reconnect.maximum}
+    return json.dumps(message)
 
 
 def encode_signal(seq: int, object_type: str, operation: str, object_json: str) -> str:
@@ -78,7 +99,28 @@ def welcome_from(message: Mapping[str, Any]) -> Welcome:
         or (heartbeat is not None and type(heartbeat) is not int)
     ):
         raise PushMessageError("the push channel did not start with a welcome")
-    return Welcome(home=home, last_seq=last_seq, heartbeat=heartbeat)
+    return Welcome(
+        home=home,
+        last_seq=last_seq,
+        heartbeat=heartbeat,
+        reconnect=_reconnect_from(message.get("reconnect")),
+    )
+
+
+def _reconnect_from(value: object) -> Reconnect | None:
+    # Guidance is advice: a malformed one is ignored, and the home keeps its own defaults.
+    if not isinstance(value, Mapping):
+        return None
+    initial, maximum = _number(value.get("initial")), _number(value.get("max"))
+    if initial is None or maximum is None or not 0 < initial <= maximum:
+        return None
+    return Reconnect(initial=initial, maximum=maximum)
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
 
 
 def signal_from(message: Mapping[str, Any]) -> Signal:
@@ -117,9 +159,9 @@ class ReportFrame:
 def home_message_from(text: str) -> Ack | ReportFrame | None:
     """A home's frame; None for types this side does not know (PushMessageError if malformed)."""
     try:
-        message = json.loads(text)
+        message = parse_json(text)
     except ValueError as err:
-        raise PushMessageError("frame is not JSON") from err
+        raise PushMessageError(f"frame is not JSON: {err}") from err
     if not isinstance(message, dict):
         raise PushMessageError("frame is not a JSON object")
     kind = message.get("type")

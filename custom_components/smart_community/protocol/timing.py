@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+import functools
 import random
 import re
 from typing import TYPE_CHECKING
@@ -63,7 +64,16 @@ class Duration:
 
 def parse_duration(value: str) -> Duration:
     """Parse an ISO 8601 duration of the form the specification's schema allows."""
-    match = _DURATION.match(value) if isinstance(value, str) else None
+    if not isinstance(value, str):
+        raise TimingError(f"'{value}' is not an ISO 8601 duration such as PT1H")
+    return _parse_duration(value)
+
+
+# The same few durations come in every report and event: parse each once (bounded, so that
+# a client sending endless new ones only churns the cache).
+@functools.lru_cache(maxsize=512)
+def _parse_duration(value: str) -> Duration:
+    match = _DURATION.match(value)
     if match is None:
         raise TimingError(f"'{value}' is not an ISO 8601 duration such as PT1H")
     sign, years, months, days, day_unit, hours, minutes, seconds = match.groups()
