@@ -1236,7 +1236,7 @@ def parse_options(argv: list[str] | None) -> Options:
         restart_homes=args.restart_homes,
         restart_signals=args.restart_signals or (2 if args.quick else 5),
         restart_window=args.restart_window,
-        ingest_seconds=args.ingest_seconds or (3.0 if args.quick else 10.0),
+        ingest_seconds=args.ingest_seconds or (3.0 if args.quick else 60.0),
         slow_fraction=0.01,
         output=args.output,
         workdir=args.workdir,

@@ -1,19 +1,19 @@
 """Short garbage-collector pauses for a process that holds thousands of long-lived connections.
 
-CPython's cyclic collector decides by itself when to run and visits every tracked object of
-the generations it collects. With thousands of homes connected and reporting, objects that live
-a second (each connection's pending read, reports waiting for their batch) keep reaching the
-older generations, so collections of tens to hundreds of thousands of objects, which find
-nothing to free, come every fraction of a second: the event loop stalls for tens to hundreds of
-milliseconds each time. So the bridge turns automatic collection off and collects on its own
-clock, every few seconds, after moving what has survived a collection into the permanent
-generation (``gc.freeze``), where collections never look: a collection then costs only what
-arrived since the last one.
+CPython's cyclic collector visits every tracked object of the generations it collects. Its
+young collections are short; but with thousands of homes connected and reporting, objects that
+live a second (each connection's pending read, reports waiting for their batch) keep surviving
+into the older generations, so collections of those, of tens to hundreds of thousands of objects
+that find nothing to free, come every fraction of a second and stall the event loop for tens to
+hundreds of milliseconds each time. So the bridge keeps the young collections, never lets the
+older ones run by themselves, and every second moves whatever has survived a young collection
+into the permanent generation (``gc.freeze``), where collections never look.
 
-Frozen objects that later become cyclic garbage (the sockets and requests of homes that left,
-anything that was in flight when it was frozen) are reclaimed by one pass over everything
-(``gc.unfreeze`` and a full collection). It runs when it is worth its pause: once the frozen
-heap has grown by a quarter since the last such pass, or a quarter of the homes have left.
+Frozen objects that later become cyclic garbage are reclaimed by one pass over everything
+(``gc.unfreeze`` and a full collection). Nearly all of that garbage is what homes that left
+leave behind (a few dozen objects each), so the pass runs once a quarter of the homes (at least
+``CHURN_MINIMUM``) have left since the last one, and at least every ``FULL_PASS_SECONDS`` for
+whatever else there is.
 """
 
 from __future__ import annotations
@@ -27,45 +27,49 @@ import time
 _LOGGER = logging.getLogger(__name__)
 
 SETTLE_SECONDS = 1.0
-# Counting the frozen heap walks it, so the growth rule looks only every this many settlings.
-COUNT_EVERY = 30
-GROWTH_SHARE = 0.25  # of the frozen heap since the last full pass
 CHURN_SHARE = 0.25  # of the connected homes that have left since the last full pass
 CHURN_MINIMUM = 200
+FULL_PASS_SECONDS = 3600.0
+# Counting the frozen heap walks it, so the count (a metric) is taken every this many settlings.
+COUNT_EVERY = 30
+# A collection count the older generations never reach: only settle() collects them.
+NEVER = 2**30
 
 
 class HeapKeeper:
-    """Collects on a clock, freezes what survives, and reclaims the frozen heap when it pays."""
+    """Freezes what survives young collections; reclaims the frozen heap when it pays."""
 
     def __init__(
         self,
         departures: Callable[[], int],
         connected: Callable[[], int],
         *,
-        clock: Callable[[], float] = time.perf_counter,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """Watch the relay's running count of departed connections and the connected count."""
         self._departures = departures
         self._connected = connected
         self._clock = clock
         self._departed_at_full_pass = departures()
-        self._frozen_at_full_pass = 0
+        self._full_pass_at: float | None = None
         self._settled = 0
         self.frozen = 0
         self.full_passes = 0
         self.last_pause = 0.0
 
     def settle(self) -> None:
-        """Collect what is not frozen, then freeze the survivors; everything when it pays."""
+        """Freeze what survived the young collections; a pass over everything when it pays."""
         started = self._clock()
         departed = self._departures() - self._departed_at_full_pass
-        grown = self.frozen - self._frozen_at_full_pass
-        full = departed >= max(CHURN_MINIMUM, CHURN_SHARE * self._connected()) or (
-            grown > GROWTH_SHARE * self._frozen_at_full_pass
+        full = (
+            self._full_pass_at is None
+            or departed >= max(CHURN_MINIMUM, CHURN_SHARE * self._connected())
+            or started - self._full_pass_at >= FULL_PASS_SECONDS
         )
+        collected = 0
         if full:
             gc.unfreeze()
-        gc.collect()
+            collected = gc.collect()
         gc.freeze()
         if full or self._settled % COUNT_EVERY == 0:
             self.frozen = gc.get_freeze_count()
@@ -74,21 +78,23 @@ class HeapKeeper:
         if full:
             self.full_passes += 1
             self._departed_at_full_pass += departed
-            self._frozen_at_full_pass = self.frozen
+            self._full_pass_at = started
             _LOGGER.info(
-                "collected everything in %.0f ms (%d homes left since the last time; %d objects"
-                " live)",
+                "collected everything in %.0f ms: %d objects freed, %d live; %d homes left"
+                " since the last time",
                 self.last_pause * 1000,
-                departed,
+                collected,
                 self.frozen,
+                departed,
             )
 
     async def run(self, every: float = SETTLE_SECONDS) -> None:
-        """Take over collection from CPython and settle every ``every`` seconds until cancelled."""
-        gc.disable()
+        """Take over the older generations' collections; settle every ``every`` seconds."""
+        young, *older = gc.get_threshold()
+        gc.set_threshold(young, NEVER, NEVER)
         try:
             while True:
                 await asyncio.sleep(every)
                 self.settle()
         finally:
-            gc.enable()
+            gc.set_threshold(young, *older)

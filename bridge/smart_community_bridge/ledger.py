@@ -345,6 +345,20 @@ class Ledger:
         await self._read.close()
         await self._db.close()
 
+    async def _select(self, sql: str, parameters: Sequence[Any] = ()) -> list[Any]:
+        """The rows of a query, read on the reading connection in one step.
+
+        One step: the statement runs to its end before the reading thread takes the next one.
+        A statement left open between steps would hold the connection's read transaction, and
+        with it an old snapshot, for as long as queries of many coroutines overlap.
+        """
+        return list(await self._read.execute_fetchall(sql, parameters))
+
+    async def _select_one(self, sql: str, parameters: Sequence[Any] = ()) -> Any | None:
+        """The first row of a query (see ``_select``), or None."""
+        rows = await self._select(sql, parameters)
+        return rows[0] if rows else None
+
     async def schema_version(self) -> int:
         """The schema version the database is at."""
         async with self._db.execute("PRAGMA user_version") as cursor:
@@ -406,39 +420,35 @@ class Ledger:
 
     async def signals_since(self, seq: int, *, now: float) -> list[StoredSignal]:
         """Signals after seq whose signatures are still valid, in order."""
-        async with self._read.execute(
+        rows = await self._select(
             "SELECT seq, object_type, object_id, operation, audience, expires, body FROM signals"
             " WHERE seq > ? AND expires >= ? ORDER BY seq",
             (seq, int(now)),
-        ) as cursor:
-            rows = await cursor.fetchall()
+        )
         return [_signal(row) for row in rows]
 
     async def current_objects(self, object_type: str, *, now: float) -> list[StoredSignal]:
         """The latest version of every object of a type that is not deleted nor expired."""
-        async with self._read.execute(
+        rows = await self._select(
             "SELECT seq, object_type, object_id, operation, audience, expires, body FROM signals s"
             " WHERE object_type = ? AND seq = (SELECT max(seq) FROM signals"
             "   WHERE object_type = s.object_type AND object_id = s.object_id)"
             " AND operation != 'DELETE' AND expires >= ? ORDER BY seq",
             (object_type, int(now)),
-        ) as cursor:
-            rows = await cursor.fetchall()
+        )
         return [_signal(row) for row in rows]
 
     async def latest_versions(self) -> list[tuple[str, str, str, int, int]]:
         """(issuer, objectType, id, version, expires) of the newest version of each object."""
-        async with self._read.execute(
+        rows = await self._select(
             "SELECT issuer, object_type, object_id, max(version), expires FROM signals"
             " GROUP BY issuer, object_type, object_id"
-        ) as cursor:
-            rows = await cursor.fetchall()
+        )
         return [(str(r[0]), str(r[1]), str(r[2]), int(r[3]), int(r[4])) for r in rows]
 
     async def last_seq(self) -> int:
         """The highest downstream sequence committed so far."""
-        async with self._read.execute("SELECT coalesce(max(seq), 0) FROM signals") as cursor:
-            row = await cursor.fetchone()
+        row = await self._select_one("SELECT coalesce(max(seq), 0) FROM signals")
         return int(row[0]) if row else 0
 
     # --- telemetry -------------------------------------------------------------------------
@@ -459,50 +469,46 @@ class Ledger:
         self, start: float
     ) -> list[tuple[str, str, str, str, float, float, float]]:
         """Readings from start on that came too late for their bucket, as they were stored."""
-        async with self._read.execute(
+        rows = await self._select(
             "SELECT home_id, feeder, transformer, payload_type, start, duration, value"
             " FROM readings WHERE start >= ?",
             (start,),
-        ) as cursor:
-            rows = await cursor.fetchall()
+        )
         return [(r[0], r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows]
 
     async def home_buckets_since(
         self, start: float
     ) -> list[tuple[float, str, str, float, int, float, float]]:
         """(bucket, home, payload type, total, count, minimum, maximum) from bucket start on."""
-        async with self._read.execute(
+        rows = await self._select(
             "SELECT bucket, home_id, payload_type, total, count, minimum, maximum"
             " FROM home_buckets WHERE bucket >= ?",
             (start,),
-        ) as cursor:
-            rows = await cursor.fetchall()
+        )
         return [(r[0], r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows]
 
     async def rollups(
         self, level: str, place: str, start: float, end: float
     ) -> list[tuple[str, float, float, int, int, float, float]]:
         """(payload type, bucket, total, count, homes, minimum, maximum) of a place, in order."""
-        async with self._read.execute(
+        rows = await self._select(
             "SELECT payload_type, bucket, total, count, homes, minimum, maximum FROM rollups"
             " WHERE level = ? AND place = ? AND bucket >= ? AND bucket < ?"
             " ORDER BY bucket, payload_type",
             (level, place, start, end),
-        ) as cursor:
-            rows = await cursor.fetchall()
+        )
         return [(r[0], r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows]
 
     async def rollup_series(
         self, level: str, places: Sequence[str], payload_type: str, start: float, end: float
     ) -> list[tuple[str, float, float, int, int]]:
         """(place, bucket, total, count, homes) of one type at several places, by bucket."""
-        async with self._read.execute(
+        rows = await self._select(
             "SELECT place, bucket, total, count, homes FROM rollups WHERE level = ?"
             " AND place IN (SELECT value FROM json_each(?)) AND payload_type = ?"
             " AND bucket >= ? AND bucket < ? ORDER BY bucket, place",
             (level, json.dumps(list(places)), payload_type, start, end),
-        ) as cursor:
-            rows = await cursor.fetchall()
+        )
         return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
 
     async def report_high_water(self) -> int:
@@ -511,8 +517,7 @@ class Ledger:
         Read on the reading connection, so every report up to it is committed: rows are only
         ever appended with higher ids.
         """
-        async with self._read.execute("SELECT coalesce(max(rowid), 0) FROM reports") as cursor:
-            row = await cursor.fetchone()
+        row = await self._select_one("SELECT coalesce(max(rowid), 0) FROM reports")
         return int(row[0]) if row else 0
 
     async def report_values(
@@ -523,11 +528,10 @@ class Ledger:
         Walks the new rows by row id (their cost is that of the rows, however long the events'
         history). SQLite extracts the values from the stored JSON, so only they leave it.
         """
-        async with self._read.execute(
+        rows = await self._select(
             _NEW_VALUES,
             (after, until, json.dumps(list(event_ids)), json.dumps(list(payload_types))),
-        ) as cursor:
-            rows = await cursor.fetchall()
+        )
         return [ReportValue(*row) for row in rows]
 
     async def event_report_page(
@@ -537,13 +541,12 @@ class Ledger:
 
         None when fewer are left: the page runs to the end.
         """
-        async with self._read.execute(
+        row = await self._select_one(
             "SELECT home_id, rowid FROM reports INDEXED BY reports_by_event"
             " WHERE event_id = ? AND (home_id, rowid) > (?, ?) AND rowid <= ?"
             " ORDER BY home_id, rowid LIMIT 1 OFFSET ?",
             (event_id, *after, until, limit - 1),
-        ) as cursor:
-            row = await cursor.fetchone()
+        )
         return None if row is None else (str(row[0]), int(row[1]))
 
     async def event_report_values(
@@ -559,19 +562,17 @@ class Ledger:
         Uses the (event, home) index, so a page costs its own rows; rows come home by home.
         """
         types = json.dumps(list(payload_types))
-        async with self._read.execute(
+        rows = await self._select(
             _EVENT_VALUES_REST if upto is None else _EVENT_VALUES_PAGE,
             (event_id, *after, until, types, *(upto or ())),
-        ) as cursor:
-            rows = await cursor.fetchall()
+        )
         return [ReportValue(*row) for row in rows]
 
     async def upstream_marks(self) -> list[UpstreamMark]:
         """Everything recorded as reported upstream."""
-        async with self._read.execute(
+        rows = await self._select(
             "SELECT event_id, topic, reported_until, summary, sent_at, final FROM upstream_reports"
-        ) as cursor:
-            rows = await cursor.fetchall()
+        )
         return [UpstreamMark(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in rows]
 
     async def mark_upstream(self, mark: UpstreamMark) -> None:
@@ -630,29 +631,26 @@ class Ledger:
 
     async def home_by_credential(self, credential_hash: str) -> HomeRecord | None:
         """The home a credential belongs to, if any."""
-        async with self._read.execute(
+        row = await self._select_one(
             "SELECT home_id, feeder, transformer, revoked_at FROM homes WHERE credential_hash = ?",
             (credential_hash,),
-        ) as cursor:
-            row = await cursor.fetchone()
+        )
         if row is None:
             return None
         return HomeRecord(row[0], row[1], row[2], row[3] is not None)
 
     async def topology(self) -> list[tuple[str, str]]:
         """Every (feeder, transformer) pair that has homes."""
-        async with self._read.execute(
+        rows = await self._select(
             "SELECT DISTINCT feeder, transformer FROM homes ORDER BY feeder, transformer"
-        ) as cursor:
-            rows = await cursor.fetchall()
+        )
         return [(str(r[0]), str(r[1])) for r in rows]
 
     async def homes(self) -> list[HomeRecord]:
         """Every registered home."""
-        async with self._read.execute(
+        rows = await self._select(
             "SELECT home_id, feeder, transformer, revoked_at FROM homes ORDER BY home_id"
-        ) as cursor:
-            rows = await cursor.fetchall()
+        )
         return [HomeRecord(r[0], r[1], r[2], r[3] is not None) for r in rows]
 
     async def replace_credential(self, home_id: str, credential_hash: str) -> bool:
@@ -725,18 +723,16 @@ class Ledger:
 
     async def operator_by_token(self, token_hash: str) -> str | None:
         """The name of the operator holding this token, if any."""
-        async with self._read.execute(
+        row = await self._select_one(
             "SELECT name FROM operator_tokens WHERE token_hash = ?", (token_hash,)
-        ) as cursor:
-            row = await cursor.fetchone()
+        )
         return None if row is None else str(row[0])
 
     # --- grid keys -------------------------------------------------------------------------
 
     async def pinned_grid_keys(self) -> list[dict[str, Any]]:
         """Grid JWKs pinned so far."""
-        async with self._read.execute("SELECT jwk FROM grid_keys ORDER BY pinned_at") as cursor:
-            rows = await cursor.fetchall()
+        rows = await self._select("SELECT jwk FROM grid_keys ORDER BY pinned_at")
         return [json.loads(row[0]) for row in rows]
 
     async def pin_grid_key(self, kid: str, issuer: str, jwk: dict[str, Any]) -> None:

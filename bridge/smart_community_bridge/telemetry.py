@@ -32,6 +32,8 @@ from .ledger import Ledger, TelemetryBatch
 _LOGGER = logging.getLogger(__name__)
 # The event id of telemetry that answers no event (docs/protocol.md).
 TELEMETRY_EVENT = "X_TELEMETRY"
+# Answers sent in one go: each is a write to a home's socket, and a batch holds thousands.
+ANSWER_SLICE = 128
 
 
 class ReportRejected(ValueError):
@@ -156,8 +158,11 @@ class TelemetryIngest:
             for pending in batch:
                 pending.done(err)
             return
-        for pending, stored_as in outcome:
-            pending.done(stored_as)
+        for start in range(0, len(outcome), ANSWER_SLICE):
+            if start:
+                await asyncio.sleep(0)  # the rest of the loop's work between slices
+            for pending, stored_as in outcome[start : start + ANSWER_SLICE]:
+                pending.done(stored_as)
 
     async def _store(
         self, transaction: TelemetryBatch, batch: list[_Pending]
