@@ -416,12 +416,11 @@ class SmartCommunityCoordinator(DataUpdateCoordinator[SignalState]):
         self._last_contact = dt_util.utcnow()
         self._async_schedule_save()
         LOGGER.debug("Push channel up; the bridge replays from %s", self._last_seq)
+        self._async_link_changed()
+        self.async_update_listeners()
         if self._resync_on_connect:
             self._resync_on_connect = False
             await self.async_refresh()
-        else:
-            self._async_link_changed()
-            self.async_update_listeners()
 
     @callback
     def _async_disconnected(self, err: Exception) -> None:
@@ -542,13 +541,15 @@ class SmartCommunityCoordinator(DataUpdateCoordinator[SignalState]):
     def _evaluate(self) -> SignalState:
         """Drop what has lapsed, evaluate the rest now, and wake up at the next change."""
         now = dt_util.utcnow()
-        day_start = dt_util.start_of_local_day(now)
-        day_end = dt_util.start_of_local_day(dt_util.as_local(now).date() + timedelta(days=1))
+        today = dt_util.as_local(now).date()
+        day_start = dt_util.start_of_local_day(today)
+        day_end = dt_util.start_of_local_day(today + timedelta(days=1))
         for key, applied in list(self._objects.items()):
             # JWT semantics: a signature is no longer valid from its "exp" on. Events that
-            # ended today stay for the day's price statistics and the calendar.
+            # ended today stay for the day's price statistics.
             if applied.claims.exp <= now.timestamp() or _ended(applied, day_start):
                 del self._objects[key]
+                self._record_lapsed(applied, now)
         programs = {
             a.model.id: a.model for a in self._objects.values() if isinstance(a.model, Program)
         }
@@ -600,6 +601,17 @@ class SmartCommunityCoordinator(DataUpdateCoordinator[SignalState]):
         except probatio.Invalid:
             length = cv.positive_time_period_dict(DEFAULT_CHEAPEST_WINDOW)
         return length
+
+    def _record_lapsed(self, applied: AppliedObject, now: datetime) -> None:
+        """Keep what a demand-response event the home lets go of asked for while it held."""
+        if not isinstance(applied.model, Event) or is_price_event(applied.model):
+            return
+        until = min(now, dt_util.utc_from_timestamp(applied.claims.exp))
+        received = ReceivedEvent(event=applied.model, received_at=applied.received_at)
+        for period in demand_response_periods([received], now - DEMAND_RESPONSE_HISTORY, until):
+            end = until if period.end is None else min(period.end, until)
+            self._history[(period.event_id, period.start)] = replace(period, end=end)
+            self._async_schedule_save()
 
     def _update_history(
         self, events: Iterable[ReceivedEvent], now: datetime
