@@ -11,6 +11,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+import heapq
 import sys
 from typing import Final
 
@@ -218,14 +219,27 @@ def _price_slots(
 
 
 def _timeline(slots: list[_Ranked], since: datetime) -> tuple[PriceInterval, ...]:
-    """The price that applies over time: the winning slot between consecutive boundaries."""
+    """The price that applies over time: the winning slot between consecutive boundaries.
+
+    A sweep over the boundaries with the slots under way in a heap by precedence, so that a
+    week of quarter-hour prices costs no more than sorting them.
+    """
+    by_start = sorted(slots, key=lambda s: s.slot.start)
     moments = sorted(
         {moment for s in slots for moment in (s.slot.start, s.slot.end) if moment is not None}
     )
+    under_way: list[tuple[tuple[int, float], int, _Ranked]] = []
     pieces: list[tuple[_Ranked, datetime, datetime | None]] = []
+    opened = 0
     for index, moment in enumerate(moments):
-        if (winner := _winner(slots, moment)) is None:
+        while opened < len(by_start) and by_start[opened].slot.start <= moment:
+            heapq.heappush(under_way, (by_start[opened].rank, opened, by_start[opened]))
+            opened += 1
+        while under_way and not under_way[0][2].slot.contains(moment):
+            heapq.heappop(under_way)  # over: slots never apply again once they have ended
+        if not under_way:
             continue
+        winner = under_way[0][2]
         # After the last boundary only an open-ended slot still applies.
         end = moments[index + 1] if index + 1 < len(moments) else None
         if pieces and pieces[-1][0] is winner and pieces[-1][2] == moment:
@@ -262,12 +276,21 @@ def _same_price(first: Price | None, second: Price | None) -> bool:
 def _next_change(
     timeline: Sequence[PriceInterval], now: datetime
 ) -> tuple[datetime | None, Price | None]:
+    """When the price next differs from the current one (no price is a price too), and to what."""
     current = price_at(timeline, now)
-    moments = {m for i in timeline for m in (i.start, i.end) if m is not None and m > now}
-    for moment in sorted(moments):
-        candidate = price_at(timeline, moment)
-        if not _same_price(candidate, current):
-            return moment, candidate
+    edge: datetime | None = now  # the current price holds up to here
+    for interval in timeline:
+        if interval.end is not None and interval.end <= now:
+            continue
+        if edge is None:
+            break  # the current price holds for good
+        if interval.start > edge and current is not None:
+            return edge, None  # a gap: no price from there on
+        if interval.start > now and not _same_price(interval.price, current):
+            return interval.start, interval.price
+        edge = interval.end
+    if current is not None and edge is not None:
+        return edge, None  # the known prices end
     return None, None
 
 

@@ -364,3 +364,24 @@ def test_describe_event() -> None:
     limit = _event("limit", [[("IMPORT_CAPACITY_LIMIT", [3.5])]], duration="P9999Y")
     described = describe_event(limit)
     assert (described.start, described.end, described.level) == (NOW, None, None)
+
+
+def test_next_change_at_a_gap() -> None:
+    """Where no price is known the price changes to none, and back at the next interval."""
+    morning = _prices("morning", 0.5)
+    evening = _prices("evening", 0.5, start=NOW + 2 * HOUR)
+    before = outlook([morning, evening], {}, NOW)
+    assert (before.next_price_change, before.next_price) == (NOW + HOUR, None)
+    during = outlook([morning, evening], {}, NOW + HOUR)
+    assert during.price is None
+    assert during.next_price_change == NOW + 2 * HOUR
+    assert during.next_price == Price(value=0.5, currency=None, event_id="evening")
+
+
+def test_a_week_of_quarter_hours() -> None:
+    """A week of quarter-hour prices gives one forecast interval per quarter hour."""
+    values = [round(0.1 + (i % 96) / 100, 2) for i in range(7 * 96)]
+    week = _event("week", [[("PRICE", [value])] for value in values], duration="PT15M")
+    forecast = outlook([week], {}, NOW).price_forecast
+    assert len(forecast) == len(values)
+    assert forecast[-1].end == NOW + timedelta(days=7)
