@@ -278,20 +278,19 @@ def _next_change(
 ) -> tuple[datetime | None, Price | None]:
     """When the price next differs from the current one (no price is a price too), and to what."""
     current = price_at(timeline, now)
-    edge: datetime | None = now  # the current price holds up to here
+    edge = now  # the current price holds up to here
     for interval in timeline:
         if interval.end is not None and interval.end <= now:
             continue
-        if edge is None:
-            break  # the current price holds for good
         if interval.start > edge and current is not None:
             return edge, None  # a gap: no price from there on
         if interval.start > now and not _same_price(interval.price, current):
             return interval.start, interval.price
+        if interval.end is None:
+            return None, None  # this price holds for good
         edge = interval.end
-    if current is not None and edge is not None:
-        return edge, None  # the known prices end
-    return None, None
+    # Where the known prices end, so does the current one.
+    return (edge, None) if current is not None else (None, None)
 
 
 def _boundaries(slots: Iterable[Slot], now: datetime) -> list[datetime]:

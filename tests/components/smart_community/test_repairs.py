@@ -251,3 +251,26 @@ async def test_grid_key_changed(
     assert init_integration.data[CONF_KEYS] == jwks([rotated.public_key])
     assert _issue(hass, init_integration, "grid_key_changed") is None
     await wait_for_state(hass, PRICE, lambda state: state.state == "0.7")
+
+
+async def test_grid_key_fix_for_a_removed_home(
+    hass: HomeAssistant,
+    init_integration: MockConfigEntry,
+    bridge: FakeBridge,
+    hass_client: ClientSessionGenerator,
+) -> None:
+    """A fix flow for a home that is no longer set up stops at once."""
+    bridge.keys = [FakeGrid(bridge.placement.community).public_key]
+    await init_integration.runtime_data.coordinator.async_refresh()
+    assert _issue(hass, init_integration, "grid_key_changed") is not None
+    assert await async_setup_component(hass, "repairs", {})
+    client = await hass_client()
+    response = await client.post(
+        "/api/repairs/issues/fix",
+        json={"handler": DOMAIN, "issue_id": f"grid_key_changed_{init_integration.entry_id}"},
+    )
+    flow = await response.json()
+    await hass.config_entries.async_remove(init_integration.entry_id)
+    assert _issue(hass, init_integration, "grid_key_changed") is None
+    response = await client.post(f"/api/repairs/issues/fix/{flow['flow_id']}", json={})
+    assert (await response.json())["reason"] == "entry_removed"

@@ -385,3 +385,14 @@ def test_a_week_of_quarter_hours() -> None:
     forecast = outlook([week], {}, NOW).price_forecast
     assert len(forecast) == len(values)
     assert forecast[-1].end == NOW + timedelta(days=7)
+
+
+def test_winning_price_across_losing_boundaries() -> None:
+    """A winning interval stays one forecast interval where losing ones begin and end."""
+    flat = _event("flat", [[("PRICE", [0.4])]], duration="P9999Y", priority=1)
+    base = _prices("base", 0.5, 0.9, start=NOW + HOUR, priority=5)
+    result = outlook([flat, base], {}, NOW)
+    assert [(i.start, i.end, i.price.event_id) for i in result.price_forecast] == [
+        (NOW, None, "flat")
+    ]
+    assert (result.next_price_change, result.next_price) == (None, None)
