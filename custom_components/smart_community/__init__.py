@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from homeassistant.const import CONF_API_TOKEN, CONF_URL, Platform
 from homeassistant.core import HomeAssistant
-from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers import config_validation as cv, device_registry as dr
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
+from homeassistant.helpers.typing import ConfigType
 
+from . import repairs
 from .bridge_client import BridgeClient
 from .const import DOMAIN, MANUFACTURER
 from .coordinator import (
@@ -15,8 +17,22 @@ from .coordinator import (
     SmartCommunityData,
     stored_state,
 )
+from .services import async_setup_services
 
-PLATFORMS = [Platform.BINARY_SENSOR, Platform.SENSOR]
+PLATFORMS = [
+    Platform.BINARY_SENSOR,
+    Platform.SENSOR,
+    Platform.CALENDAR,
+    Platform.EVENT,
+]
+
+CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
+
+
+async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
+    """Register the integration's actions, which work on any loaded entry."""
+    async_setup_services(hass)
+    return True
 
 
 async def async_setup_entry(hass: HomeAssistant, entry: SmartCommunityConfigEntry) -> bool:
@@ -47,9 +63,23 @@ async def async_setup_entry(hass: HomeAssistant, entry: SmartCommunityConfigEntr
 
 async def async_unload_entry(hass: HomeAssistant, entry: SmartCommunityConfigEntry) -> bool:
     """Unload a config entry."""
-    return await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
+    unloaded = await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
+    if unloaded:
+        # What an unloaded entry cannot observe it cannot report either.
+        repairs.async_clear(hass, entry.entry_id, repairs.DERIVED)
+    return unloaded
 
 
 async def async_remove_entry(hass: HomeAssistant, entry: SmartCommunityConfigEntry) -> None:
     """Forget what the home stored once its entry is deleted."""
+    repairs.async_clear(hass, entry.entry_id, repairs.Issue)
     await stored_state(hass, entry.entry_id).async_remove()
+
+
+async def async_remove_config_entry_device(
+    hass: HomeAssistant, entry: SmartCommunityConfigEntry, device: dr.DeviceEntry
+) -> bool:
+    """Let the resident delete a device the entry no longer provides, never its current ones."""
+    placement = entry.runtime_data.coordinator.placement
+    current = {(DOMAIN, placement.community), (DOMAIN, f"{placement.community}/{placement.home}")}
+    return current.isdisjoint(device.identifiers)

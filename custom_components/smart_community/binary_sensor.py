@@ -1,4 +1,4 @@
-"""Binary sensors of the Smart Community integration: demand response in progress."""
+"""Binary sensors of the Smart Community integration: demand response, the bridge connection."""
 
 from __future__ import annotations
 
@@ -10,22 +10,26 @@ from homeassistant.components.binary_sensor import (
     BinarySensorEntity,
     BinarySensorEntityDescription,
 )
+from homeassistant.components.binary_sensor.const import BinarySensorDeviceClass
+from homeassistant.const import EntityCategory
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .coordinator import SignalState, SmartCommunityConfigEntry
-from .entity import Device, SmartCommunityEntity
+from .entity import Device, SmartCommunityEntity, SmartCommunityEntityDescription
 
 PARALLEL_UPDATES = 0
 
 
 @dataclass(frozen=True, kw_only=True)
-class SmartCommunityBinarySensorEntityDescription(BinarySensorEntityDescription):
+class SmartCommunityBinarySensorEntityDescription(
+    BinarySensorEntityDescription, SmartCommunityEntityDescription
+):
     """Describes a Smart Community binary sensor."""
 
     device: Device = Device.HOME
     is_on_fn: Callable[[SignalState], bool]
-    attributes_fn: Callable[[SignalState], dict[str, Any]]
+    attributes_fn: Callable[[SignalState], dict[str, Any]] | None = None
 
 
 BINARY_SENSORS: tuple[SmartCommunityBinarySensorEntityDescription, ...] = (
@@ -38,6 +42,15 @@ BINARY_SENSORS: tuple[SmartCommunityBinarySensorEntityDescription, ...] = (
             "end": dr.end if dr else None,
             "next_start": nxt.start if (nxt := state.outlook.next_demand_response) else None,
         },
+    ),
+    SmartCommunityBinarySensorEntityDescription(
+        key="bridge_connection",
+        translation_key="bridge_connection",
+        device=Device.COMMUNITY,
+        device_class=BinarySensorDeviceClass.CONNECTIVITY,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        always_available=True,
+        is_on_fn=lambda state: state.connected,
     ),
 )
 
@@ -67,6 +80,8 @@ class SmartCommunityBinarySensor(SmartCommunityEntity, BinarySensorEntity):
 
     @property
     @override
-    def extra_state_attributes(self) -> dict[str, Any]:
+    def extra_state_attributes(self) -> dict[str, Any] | None:
         """Details beside the state."""
-        return self.entity_description.attributes_fn(self.coordinator.data)
+        if (attributes_fn := self.entity_description.attributes_fn) is None:
+            return None
+        return attributes_fn(self.coordinator.data)

@@ -10,6 +10,8 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 import json
 from typing import Any, Final
 
@@ -116,6 +118,8 @@ class BridgeClient:
         self._headers = {"Authorization": f"Bearer {credential}"} if credential else {}
         self._session = session
         self._timeout = request_timeout
+        # How far the bridge's clock (its HTTP Date header) is ahead of ours, as last seen.
+        self.clock_offset: timedelta | None = None
 
     async def enroll(self, code: str) -> Enrollment:
         """Exchange a single-use enrollment code for the home's own credential."""
@@ -204,6 +208,7 @@ class BridgeClient:
             ):
                 if response.status != 200:
                     raise _status_error(response.status, path)
+                self._note_clock(response.headers.get("Date"))
                 return await response.json()
         except TimeoutError as err:
             raise BridgeConnectionError(f"{path} timed out") from err
@@ -213,6 +218,14 @@ class BridgeClient:
             raise BridgeConnectionError(f"cannot reach the bridge: {err}") from err
         except ValueError as err:
             raise BridgeResponseError(f"{path} answered malformed JSON: {err}") from err
+
+    def _note_clock(self, header: str | None) -> None:
+        try:
+            sent = parsedate_to_datetime(header) if header else None
+        except TypeError, ValueError:
+            return  # a Date header that is no date tells nothing about the clock
+        if sent is not None and sent.tzinfo is not None:
+            self.clock_offset = sent - datetime.now(UTC)
 
 
 def _status_error(status: int, path: str) -> BridgeError:

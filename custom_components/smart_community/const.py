@@ -24,3 +24,17 @@ RECONNECT_MAXIMUM: Final = timedelta(minutes=5)
 # What must survive a restart: the replay guard, the last applied sequence, applied objects.
 STORAGE_VERSION: Final = 1
 STORAGE_SAVE_DELAY: Final = 1.0
+
+# Options: the length of the next cheapest window, a duration as Home Assistant's duration
+# selector gives it. The options flow sets it.
+CONF_CHEAPEST_WINDOW: Final = "cheapest_window"
+DEFAULT_CHEAPEST_WINDOW: Final = {"hours": 2}
+
+# Past demand-response events stay on the calendar this long, and at most this many of them.
+DEMAND_RESPONSE_HISTORY: Final = timedelta(days=30)
+DEMAND_RESPONSE_HISTORY_SIZE: Final = 1000
+
+# Repairs: a bridge unheard of this long, or a bridge clock this far from the home's. Signals
+# are refused once clocks are a minute apart, so the warning comes before that.
+BRIDGE_UNREACHABLE_AFTER: Final = timedelta(hours=1)
+CLOCK_SKEW_LIMIT: Final = timedelta(seconds=30)

@@ -2,28 +2,33 @@
 
 The bridge pushes signals over a WebSocket; REST is the resync path. Nothing the bridge sends
 becomes state before it is verified against the grid keys pinned at enrollment and addressed to
-this home. What must survive a restart (replay guard, last applied sequence, applied objects)
-lives in a Store.
+this home. What must survive a restart (replay guard, last applied sequence, applied objects,
+past demand-response events, when the bridge was last heard from) lives in a Store. The
+coordinator also watches the link (bridge reachable, clocks, offered grid keys) and raises or
+clears the repair issues that follow from it.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 import random
-from typing import Any, TypedDict, override
+from typing import Any, NotRequired, TypedDict, override
 
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import EVENT_HOMEASSISTANT_STOP
 from homeassistant.core import CALLBACK_TYPE, Event as HassEvent, HomeAssistant, callback
 from homeassistant.exceptions import ConfigEntryAuthFailed
+from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers.event import async_track_point_in_utc_time
 from homeassistant.helpers.storage import Store
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
 from homeassistant.util import dt as dt_util
+import probatio
 
+from . import repairs
 from .bridge_client import (
     BridgeAuthenticationError,
     BridgeClient,
@@ -32,8 +37,14 @@ from .bridge_client import (
     PushStream,
 )
 from .const import (
+    BRIDGE_UNREACHABLE_AFTER,
+    CLOCK_SKEW_LIMIT,
+    CONF_CHEAPEST_WINDOW,
     CONF_KEYS,
     CONF_PLACEMENT,
+    DEFAULT_CHEAPEST_WINDOW,
+    DEMAND_RESPONSE_HISTORY,
+    DEMAND_RESPONSE_HISTORY_SIZE,
     DOMAIN,
     LOGGER,
     RECONNECT_MAXIMUM,
@@ -42,6 +53,7 @@ from .const import (
     STORAGE_SAVE_DELAY,
     STORAGE_VERSION,
 )
+from .prices import PriceSummary, PriceWindow, summarise
 from .protocol import (
     Claims,
     Event,
@@ -63,11 +75,30 @@ from .protocol import (
     parse_datetime,
 )
 from .protocol.push import Signal, Welcome
-from .signals import Outlook, ReceivedEvent, outlook
+from .signals import (
+    HORIZON,
+    ChangeKind,
+    DemandResponseChange,
+    DemandResponsePeriod,
+    Outlook,
+    ReceivedEvent,
+    demand_response_periods,
+    describe_event,
+    is_price_event,
+    outlook,
+)
 
 # Stale versions that a delivery path explains by itself (a resync or a replay racing a newer
 # version) are dropped quietly; only the ones nothing explains count as rejections.
 _STALE = frozenset({RejectReason.REPLAYED, RejectReason.OLDER_VERSION})
+# Rejections that mean the signature itself does not hold: the relay or its path is suspect.
+_FORGED = frozenset(
+    {RejectReason.BAD_SIGNATURE, RejectReason.UNSIGNED, RejectReason.ALGORITHM_NOT_ALLOWED}
+)
+# Rejections that a clock explains: the grid's, the bridge's or this home's is off.
+_CLOCK = frozenset({RejectReason.ISSUED_IN_FUTURE, RejectReason.NOT_YET_VALID})
+
+type ChangeListener = Callable[[DemandResponseChange], None]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -92,13 +123,18 @@ class AppliedObject:
 
 @dataclass(frozen=True, kw_only=True)
 class SignalState:
-    """What the entities show: verified programs and events, evaluated now."""
+    """What the entities show: verified programs and events evaluated now, and the link."""
 
     programs: Mapping[str, Program]
     events: Mapping[str, Event]
     outlook: Outlook
+    prices: PriceSummary
+    # Demand-response periods: past (kept for a while), current and upcoming, by start.
+    calendar: tuple[DemandResponsePeriod, ...]
     rejected: int
     last_rejection: Rejection | None
+    connected: bool
+    last_contact: datetime | None
 
 
 class _StoredObject(TypedDict):
@@ -113,6 +149,15 @@ class _StoredRejection(TypedDict):
     at: str
 
 
+class _StoredPeriod(TypedDict):
+    event_id: str
+    event_name: str | None
+    program_id: str
+    start: str
+    end: str | None
+    level: int | None
+
+
 class StoredState(TypedDict):
     """What the coordinator keeps across restarts."""
 
@@ -121,6 +166,8 @@ class StoredState(TypedDict):
     objects: list[_StoredObject]
     rejected: int
     last_rejection: _StoredRejection | None
+    last_contact: NotRequired[str | None]
+    demand_response_history: NotRequired[list[_StoredPeriod]]
 
 
 @dataclass(kw_only=True)
@@ -191,6 +238,13 @@ class SmartCommunityCoordinator(DataUpdateCoordinator[SignalState]):
         self._last_seq = 0
         self._rejected = 0
         self._last_rejection: Rejection | None = None
+        self._history: dict[tuple[str, datetime], DemandResponsePeriod] = {}
+        self._changes: list[DemandResponseChange] = []
+        self._change_listeners: list[ChangeListener] = []
+        self._cheapest: PriceWindow | None = None
+        self._last_contact: datetime | None = None
+        self._offered_keys: list[PublicKey] | None = None
+        self._clock_rejection: str | None = None
         self._dirty = False
         self._listening = False
         self._stopping = asyncio.Event()
@@ -199,6 +253,7 @@ class SmartCommunityCoordinator(DataUpdateCoordinator[SignalState]):
         self._replay_until = 0
         self._stream: PushStream | None = None
         self._unsub_timer: CALLBACK_TYPE | None = None
+        self._unsub_unreachable: CALLBACK_TYPE | None = None
         self._unsub_stop: CALLBACK_TYPE | None = None
         super().__init__(
             hass,
@@ -213,6 +268,37 @@ class SmartCommunityCoordinator(DataUpdateCoordinator[SignalState]):
         """Whether the push channel is up."""
         return self._connected
 
+    @property
+    def pinned_keys(self) -> tuple[PublicKey, ...]:
+        """The grid keys the home trusts."""
+        return tuple(self._keys)
+
+    @property
+    def offered_keys(self) -> tuple[PublicKey, ...] | None:
+        """The grid keys the bridge offered when last asked."""
+        return None if self._offered_keys is None else tuple(self._offered_keys)
+
+    @property
+    def last_seq(self) -> int:
+        """The bridge's ledger sequence the home has applied up to."""
+        return self._last_seq
+
+    @property
+    def applied(self) -> tuple[AppliedObject, ...]:
+        """The verified objects the home holds."""
+        return tuple(self._objects.values())
+
+    @callback
+    def async_add_change_listener(self, listener: ChangeListener) -> CALLBACK_TYPE:
+        """Call ``listener`` for each demand-response event that is new, modified or cancelled."""
+        self._change_listeners.append(listener)
+
+        @callback
+        def remove() -> None:
+            self._change_listeners.remove(listener)
+
+        return remove
+
     @override
     async def _async_setup(self) -> None:
         """Restore what the home had applied before it restarted."""
@@ -221,7 +307,7 @@ class SmartCommunityCoordinator(DataUpdateCoordinator[SignalState]):
 
     @override
     async def _async_update_data(self) -> SignalState:
-        """Resynchronise over REST: every program and every active event."""
+        """Resynchronise over REST: every program and every active event; the grid keys."""
         if self._listening and not self._connected:
             # Without push the home would miss signals between resyncs: stay unavailable.
             raise UpdateFailed(translation_domain=DOMAIN, translation_key="push_disconnected")
@@ -233,6 +319,7 @@ class SmartCommunityCoordinator(DataUpdateCoordinator[SignalState]):
                 translation_domain=DOMAIN, translation_key="authentication_failed"
             ) from err
         except BridgeConnectionError as err:
+            self._async_update_issues(dt_util.utcnow())
             raise UpdateFailed(
                 translation_domain=DOMAIN,
                 translation_key="communication_error",
@@ -245,10 +332,18 @@ class SmartCommunityCoordinator(DataUpdateCoordinator[SignalState]):
                 translation_placeholders={"error": str(err)},
             ) from err
         received_at = dt_util.utcnow()
+        self._last_contact = received_at
         for signed in (*programs, *events):
             self._accept(signed, None, received_at, stale_expected=True)
+        try:
+            self._offered_keys = await self.client.get_keys()
+        except BridgeError as err:
+            # The signals are in; a key check that fails is tried again at the next resync.
+            LOGGER.debug("Could not read the grid keys the bridge offers: %s", err)
         self._async_schedule_save()
-        return self._evaluate()
+        state = self._evaluate()
+        self._async_emit_changes()
+        return state
 
     @callback
     def async_start_push(self) -> None:
@@ -268,9 +363,8 @@ class SmartCommunityCoordinator(DataUpdateCoordinator[SignalState]):
         if self._unsub_stop is not None:
             self._unsub_stop()
             self._unsub_stop = None
-        if self._unsub_timer is not None:
-            self._unsub_timer()
-            self._unsub_timer = None
+        self._async_schedule_wake(None)
+        self._async_watch_unreachable(None)
         await self._async_close_push()
         if self._dirty:
             await self._store.async_save(self._stored())
@@ -319,7 +413,11 @@ class SmartCommunityCoordinator(DataUpdateCoordinator[SignalState]):
             self._last_seq = welcome.last_seq
         self._replay_until = welcome.last_seq
         self._connected = True
+        self._last_contact = dt_util.utcnow()
+        self._async_schedule_save()
         LOGGER.debug("Push channel up; the bridge replays from %s", self._last_seq)
+        self._async_link_changed()
+        self.async_update_listeners()
         if self._resync_on_connect:
             self._resync_on_connect = False
             await self.async_refresh()
@@ -328,11 +426,27 @@ class SmartCommunityCoordinator(DataUpdateCoordinator[SignalState]):
     def _async_disconnected(self, err: Exception) -> None:
         self._connected = False
         self._resync_on_connect = True
+        self._async_link_changed()
+        notified = self.last_update_success
         self.async_set_update_error(err)
+        if not notified:  # the error was known already; the link state changed all the same
+            self.async_update_listeners()
+
+    @callback
+    def _async_link_changed(self) -> None:
+        """Show the link as it is now, without evaluating the signals again."""
+        self.data = replace(self.data, connected=self._connected, last_contact=self._last_contact)
+        self._async_update_issues(dt_util.utcnow())
 
     async def _async_handle(self, stream: PushStream, signal: Signal) -> None:
-        if self._apply_signal(signal, dt_util.utcnow()):
+        received_at = dt_util.utcnow()
+        self._last_contact = received_at
+        if self._apply_signal(signal, received_at):
             self.async_set_updated_data(self._evaluate())
+        else:
+            # Heard from the bridge (the link is fresh), but nothing changed that the home shows.
+            self._async_reevaluate()
+        self._async_emit_changes()
         self._last_seq = max(self._last_seq, signal.seq)
         self._async_schedule_save()
         # Acknowledged once applied or dropped; a lost acknowledgement only means a replay,
@@ -372,9 +486,12 @@ class SmartCommunityCoordinator(DataUpdateCoordinator[SignalState]):
                 return False
             self._reject(err.reason, err.message, signed)
             return True
+        self._clock_rejection = None  # a fresh signature verified: the clocks agree again
         key = (verified.object_type, verified.object_id)
+        previous = self._objects.get(key)
         if operation is Operation.DELETE:
             self._objects.pop(key, None)
+            self._note_change(ChangeKind.CANCELLED, previous)
             return True
         try:
             applied = _understood(verified, received_at)
@@ -384,7 +501,23 @@ class SmartCommunityCoordinator(DataUpdateCoordinator[SignalState]):
         if applied is None:
             return False
         self._objects[key] = applied
+        self._note_change(ChangeKind.NEW if previous is None else ChangeKind.MODIFIED, applied)
         return True
+
+    def _note_change(self, kind: ChangeKind, applied: AppliedObject | None) -> None:
+        if applied is None or not isinstance(applied.model, Event):
+            return
+        if is_price_event(applied.model):
+            return
+        received = ReceivedEvent(event=applied.model, received_at=applied.received_at)
+        self._changes.append(DemandResponseChange(kind=kind, event=describe_event(received)))
+
+    @callback
+    def _async_emit_changes(self) -> None:
+        changes, self._changes = self._changes, []
+        for change in changes:
+            for listener in list(self._change_listeners):
+                listener(change)
 
     def _reject(self, reason: RejectReason, message: str, obj: object) -> None:
         ref = _object_ref(obj)
@@ -393,14 +526,30 @@ class SmartCommunityCoordinator(DataUpdateCoordinator[SignalState]):
         self._last_rejection = Rejection(
             reason=reason, message=message, object_ref=ref, at=dt_util.utcnow()
         )
+        if reason in _FORGED:
+            repairs.async_raise_invalid_signature(
+                self.hass, self.config_entry, ref or "-", self._last_rejection.at
+            )
+        elif reason in _CLOCK:
+            self._clock_rejection = ref or "-"
+        elif reason is RejectReason.UNKNOWN_KEY and self._listening:
+            # Perhaps the grid rotated its key: ask the bridge which keys it offers now.
+            self.config_entry.async_create_background_task(
+                self.hass, self.async_request_refresh(), f"{DOMAIN} key check"
+            )
 
     def _evaluate(self) -> SignalState:
         """Drop what has lapsed, evaluate the rest now, and wake up at the next change."""
         now = dt_util.utcnow()
+        today = dt_util.as_local(now).date()
+        day_start = dt_util.start_of_local_day(today)
+        day_end = dt_util.start_of_local_day(today + timedelta(days=1))
         for key, applied in list(self._objects.items()):
-            # JWT semantics: a signature is no longer valid from its "exp" on.
-            if applied.claims.exp <= now.timestamp() or _ended(applied, now):
+            # JWT semantics: a signature is no longer valid from its "exp" on. Events that
+            # ended today stay for the day's price statistics.
+            if applied.claims.exp <= now.timestamp() or _ended(applied, day_start):
                 del self._objects[key]
+                self._record_lapsed(applied, now)
         programs = {
             a.model.id: a.model for a in self._objects.values() if isinstance(a.model, Program)
         }
@@ -409,20 +558,131 @@ class SmartCommunityCoordinator(DataUpdateCoordinator[SignalState]):
             for a in self._objects.values()
             if isinstance(a.model, Event)
         ]
-        result = outlook(events, programs, now)
+        result = outlook(events, programs, now, since=day_start)
+        prices = summarise(
+            result.price_forecast,
+            now,
+            day_start=day_start,
+            day_end=day_end,
+            window=self._window_length(),
+            previous_window=self._cheapest,
+        )
+        self._cheapest = prices.cheapest_window
+        calendar = self._update_history(events, now)
         expiries = [dt_util.utc_from_timestamp(a.claims.exp) for a in self._objects.values()]
+        window_end = prices.cheapest_window.end if prices.cheapest_window else None
         wake = min(
-            (moment for moment in (result.next_boundary, *expiries) if moment is not None),
+            (
+                moment
+                for moment in (result.next_boundary, window_end, day_end, *expiries)
+                if moment is not None and moment > now
+            ),
             default=None,
         )
         self._async_schedule_wake(wake)
+        self._async_update_issues(now)
         return SignalState(
             programs=programs,
             events={event.event.id: event.event for event in events},
             outlook=result,
+            prices=prices,
+            calendar=calendar,
             rejected=self._rejected,
             last_rejection=self._last_rejection,
+            connected=self._connected,
+            last_contact=self._last_contact,
         )
+
+    def _window_length(self) -> timedelta:
+        """The length of the next cheapest window the options ask for."""
+        value = self.config_entry.options.get(CONF_CHEAPEST_WINDOW, DEFAULT_CHEAPEST_WINDOW)
+        try:
+            length: timedelta = cv.positive_time_period_dict(value)
+        except probatio.Invalid:
+            length = cv.positive_time_period_dict(DEFAULT_CHEAPEST_WINDOW)
+        return length
+
+    def _record_lapsed(self, applied: AppliedObject, now: datetime) -> None:
+        """Keep what a demand-response event the home lets go of asked for while it held."""
+        if not isinstance(applied.model, Event) or is_price_event(applied.model):
+            return
+        until = min(now, dt_util.utc_from_timestamp(applied.claims.exp))
+        received = ReceivedEvent(event=applied.model, received_at=applied.received_at)
+        for period in demand_response_periods([received], now - DEMAND_RESPONSE_HISTORY, until):
+            end = until if period.end is None else min(period.end, until)
+            self._history[(period.event_id, period.start)] = replace(period, end=end)
+            self._async_schedule_save()
+
+    def _update_history(
+        self, events: Iterable[ReceivedEvent], now: datetime
+    ) -> tuple[DemandResponsePeriod, ...]:
+        """Record the demand-response periods that have begun; return past, current, upcoming."""
+        periods = demand_response_periods(events, now - DEMAND_RESPONSE_HISTORY, now + HORIZON)
+        present = {period.event_id for period in periods}
+        before = dict(self._history)
+        for key, period in list(self._history.items()):
+            if period.end is not None and period.end <= now:
+                continue  # over: kept as it happened
+            if period.event_id in present or period.start >= now:
+                del self._history[key]  # still announced: recorded afresh below
+            else:
+                # Cancelled or lapsed while under way: it lasted until now.
+                self._history[key] = replace(period, end=now)
+        for period in periods:
+            if period.start <= now:
+                self._history[(period.event_id, period.start)] = period
+        horizon = now - DEMAND_RESPONSE_HISTORY
+        kept = sorted(
+            (p for p in self._history.values() if p.end is None or p.end >= horizon),
+            key=lambda p: p.start,
+        )[-DEMAND_RESPONSE_HISTORY_SIZE:]
+        self._history = {(p.event_id, p.start): p for p in kept}
+        if self._history != before:
+            self._async_schedule_save()
+        upcoming = [period for period in periods if period.start > now]
+        return tuple(sorted((*kept, *upcoming), key=lambda p: (p.start, p.event_id)))
+
+    @callback
+    def _async_update_issues(self, now: datetime) -> None:
+        """Raise the repair issues that hold now, and clear the ones that no longer do."""
+        hass, entry = self.hass, self.config_entry
+        cleared: set[repairs.Issue] = set()
+        if self._connected or self._last_contact is None:
+            cleared.add(repairs.Issue.BRIDGE_UNREACHABLE)
+            self._async_watch_unreachable(None)
+        elif now - self._last_contact >= BRIDGE_UNREACHABLE_AFTER:
+            repairs.async_raise_bridge_unreachable(hass, entry, self._last_contact)
+        elif self._listening:
+            self._async_watch_unreachable(self._last_contact + BRIDGE_UNREACHABLE_AFTER)
+        offset = self.client.clock_offset
+        if offset is not None and abs(offset) > CLOCK_SKEW_LIMIT:
+            repairs.async_raise_bridge_clock_skew(hass, entry, offset)
+        elif self._clock_rejection is not None:
+            repairs.async_raise_signal_clock_skew(hass, entry, self._clock_rejection)
+        else:
+            cleared.add(repairs.Issue.CLOCK_SKEW)
+        pinned = {key.kid for key in self._keys}
+        offered = None if self._offered_keys is None else {k.kid for k in self._offered_keys}
+        if offered is not None and offered != pinned:
+            repairs.async_raise_grid_key_changed(hass, entry, pinned, offered)
+        else:
+            cleared.add(repairs.Issue.GRID_KEY_CHANGED)
+        repairs.async_clear(hass, entry.entry_id, cleared)
+
+    @callback
+    def _async_watch_unreachable(self, moment: datetime | None) -> None:
+        if self._unsub_unreachable is not None:
+            self._unsub_unreachable()
+            self._unsub_unreachable = None
+        if moment is not None:
+            self._unsub_unreachable = async_track_point_in_utc_time(
+                self.hass, self._async_unreachable_due, moment
+            )
+
+    @callback
+    def _async_unreachable_due(self, now: datetime) -> None:
+        self._unsub_unreachable = None
+        self._async_update_issues(now)
 
     @callback
     def _async_schedule_wake(self, moment: datetime | None) -> None:
@@ -436,6 +696,10 @@ class SmartCommunityCoordinator(DataUpdateCoordinator[SignalState]):
     def _async_wake(self, _now: datetime) -> None:
         """A price or demand-response boundary: re-evaluate without asking the bridge."""
         self._unsub_timer = None
+        self._async_reevaluate()
+
+    @callback
+    def _async_reevaluate(self) -> None:
         # Not async_set_updated_data: that would mark a disconnected home available again.
         self.data = self._evaluate()
         self.async_update_listeners()
@@ -466,6 +730,20 @@ class SmartCommunityCoordinator(DataUpdateCoordinator[SignalState]):
                 "object_ref": rejection.object_ref,
                 "at": format_datetime(rejection.at),
             },
+            "last_contact": None
+            if self._last_contact is None
+            else format_datetime(self._last_contact),
+            "demand_response_history": [
+                {
+                    "event_id": period.event_id,
+                    "event_name": period.event_name,
+                    "program_id": period.program_id,
+                    "start": format_datetime(period.start),
+                    "end": None if period.end is None else format_datetime(period.end),
+                    "level": period.level,
+                }
+                for period in self._history.values()
+            ],
         }
 
     def _restore(self, stored: StoredState) -> None:
@@ -479,6 +757,18 @@ class SmartCommunityCoordinator(DataUpdateCoordinator[SignalState]):
                 object_ref=rejection["object_ref"],
                 at=parse_datetime(rejection["at"]),
             )
+        if (last_contact := stored.get("last_contact")) is not None:
+            self._last_contact = parse_datetime(last_contact)
+        for row in stored.get("demand_response_history", []):
+            period = DemandResponsePeriod(
+                event_id=row["event_id"],
+                event_name=row["event_name"],
+                program_id=row["program_id"],
+                start=parse_datetime(row["start"]),
+                end=None if row["end"] is None else parse_datetime(row["end"]),
+                level=row["level"],
+            )
+            self._history[(period.event_id, period.start)] = period
         # Checked again, as anything read back: with a fresh replay guard, since the versions
         # are the ones applied, but against the pinned keys, the audience and the clock.
         checker = Verifier(self._keys, audience=self.placement.targets, clock=_timestamp_now)
@@ -493,8 +783,9 @@ class SmartCommunityCoordinator(DataUpdateCoordinator[SignalState]):
                 self._objects[(verified.object_type, verified.object_id)] = applied
 
 
-def _ended(applied: AppliedObject, now: datetime) -> bool:
+def _ended(applied: AppliedObject, moment: datetime) -> bool:
+    """Whether an event was over by ``moment``."""
     if not isinstance(applied.model, Event):
         return False
     window = event_window(applied.model, received_at=applied.received_at)
-    return window is not None and window[1] is not None and window[1] <= now
+    return window is not None and window[1] is not None and window[1] <= moment

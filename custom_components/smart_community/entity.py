@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
+from typing import override
 
 from homeassistant.helpers.device_registry import DeviceInfo
 from homeassistant.helpers.entity import EntityDescription
@@ -17,6 +19,14 @@ class Device(StrEnum):
 
     COMMUNITY = "community"
     HOME = "home"
+
+
+@dataclass(frozen=True, kw_only=True)
+class SmartCommunityEntityDescription(EntityDescription):
+    """What an entity of the integration describes beyond Home Assistant's own fields."""
+
+    # Link diagnostics say what they know even while the bridge is unreachable.
+    always_available: bool = False
 
 
 class SmartCommunityEntity(CoordinatorEntity[SmartCommunityCoordinator]):
@@ -47,3 +57,15 @@ class SmartCommunityEntity(CoordinatorEntity[SmartCommunityCoordinator]):
                 translation_placeholders={"home": placement.home},
                 via_device_id=entry.runtime_data.community_device_id,
             )
+
+    @property
+    @override
+    def available(self) -> bool:
+        """Whether the entity has something to say; link diagnostics always have."""
+        description = self.entity_description
+        if (
+            isinstance(description, SmartCommunityEntityDescription)
+            and description.always_available
+        ):
+            return True
+        return super().available

@@ -1,4 +1,4 @@
-"""Sensors of the Smart Community integration: price now and next, rejected signals."""
+"""Sensors of the Smart Community integration: prices, limits, and the link to the bridge."""
 
 from __future__ import annotations
 
@@ -13,31 +13,46 @@ from homeassistant.components.sensor import (
     SensorEntityDescription,
     SensorStateClass,
 )
-from homeassistant.const import EntityCategory, UnitOfEnergy
+from homeassistant.const import EntityCategory, UnitOfPower
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .coordinator import SignalState, SmartCommunityConfigEntry
-from .entity import Device, SmartCommunityEntity
+from .entity import Device, SmartCommunityEntity, SmartCommunityEntityDescription
+from .prices import PriceLevel
+from .signals import PriceInterval, price_unit
 
 PARALLEL_UPDATES = 0
 
 
 @dataclass(frozen=True, kw_only=True)
-class SmartCommunitySensorEntityDescription(SensorEntityDescription):
+class SmartCommunitySensorEntityDescription(
+    SensorEntityDescription, SmartCommunityEntityDescription
+):
     """Describes a Smart Community sensor."""
 
     device: Device = Device.HOME
-    value_fn: Callable[[SignalState], float | int | datetime | None]
+    value_fn: Callable[[SignalState], float | int | str | datetime | None]
     # The currency of a price is the grid's; Home Assistant's own stands in while none is known.
     unit_fn: Callable[[SignalState, str], str] | None = None
     attributes_fn: Callable[[SignalState], dict[str, Any]] | None = None
 
 
 def _price_unit(state: SignalState, default_currency: str) -> str:
-    price = state.outlook.price or state.outlook.next_price
-    currency = price.currency if price and price.currency else default_currency
-    return f"{currency}/{UnitOfEnergy.KILO_WATT_HOUR}"
+    return price_unit(state.outlook.price_forecast, default_currency)
+
+
+def _export_price_unit(state: SignalState, default_currency: str) -> str:
+    return price_unit(state.outlook.export_price_forecast, default_currency)
+
+
+def _forecast(forecast: tuple[PriceInterval, ...]) -> dict[str, Any]:
+    return {
+        "forecast": [
+            {"start": interval.start, "end": interval.end, "price": interval.price.value}
+            for interval in forecast
+        ]
+    }
 
 
 SENSORS: tuple[SmartCommunitySensorEntityDescription, ...] = (
@@ -47,6 +62,7 @@ SENSORS: tuple[SmartCommunitySensorEntityDescription, ...] = (
         suggested_display_precision=4,
         unit_fn=_price_unit,
         value_fn=lambda state: state.outlook.price.value if state.outlook.price else None,
+        attributes_fn=lambda state: _forecast(state.outlook.price_forecast),
     ),
     SmartCommunitySensorEntityDescription(
         key="next_price_change",
@@ -71,6 +87,84 @@ SENSORS: tuple[SmartCommunitySensorEntityDescription, ...] = (
             "last_rejected_at": state.last_rejection.at if state.last_rejection else None,
         },
     ),
+    SmartCommunitySensorEntityDescription(
+        key="next_price",
+        translation_key="next_price",
+        suggested_display_precision=4,
+        unit_fn=_price_unit,
+        value_fn=lambda state: state.outlook.next_price.value if state.outlook.next_price else None,
+    ),
+    SmartCommunitySensorEntityDescription(
+        key="today_lowest_price",
+        translation_key="today_lowest_price",
+        suggested_display_precision=4,
+        unit_fn=_price_unit,
+        value_fn=lambda state: today.minimum if (today := state.prices.today) else None,
+    ),
+    SmartCommunitySensorEntityDescription(
+        key="today_highest_price",
+        translation_key="today_highest_price",
+        suggested_display_precision=4,
+        unit_fn=_price_unit,
+        value_fn=lambda state: today.maximum if (today := state.prices.today) else None,
+    ),
+    SmartCommunitySensorEntityDescription(
+        key="today_average_price",
+        translation_key="today_average_price",
+        suggested_display_precision=4,
+        unit_fn=_price_unit,
+        value_fn=lambda state: today.average if (today := state.prices.today) else None,
+    ),
+    SmartCommunitySensorEntityDescription(
+        key="price_level",
+        translation_key="price_level",
+        device_class=SensorDeviceClass.ENUM,
+        options=[str(level) for level in PriceLevel],
+        value_fn=lambda state: state.prices.level,
+    ),
+    SmartCommunitySensorEntityDescription(
+        key="cheapest_window",
+        translation_key="cheapest_window",
+        device_class=SensorDeviceClass.TIMESTAMP,
+        value_fn=lambda state: window.start if (window := state.prices.cheapest_window) else None,
+        attributes_fn=lambda state: {
+            "end": window.end if (window := state.prices.cheapest_window) else None,
+            "average_price": window.average if window else None,
+        },
+    ),
+    SmartCommunitySensorEntityDescription(
+        key="export_price",
+        translation_key="export_price",
+        suggested_display_precision=4,
+        unit_fn=_export_price_unit,
+        value_fn=lambda state: price.value if (price := state.outlook.export_price) else None,
+        attributes_fn=lambda state: _forecast(state.outlook.export_price_forecast),
+    ),
+    SmartCommunitySensorEntityDescription(
+        key="import_limit",
+        translation_key="import_limit",
+        device_class=SensorDeviceClass.POWER,
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=UnitOfPower.KILO_WATT,
+        value_fn=lambda state: state.outlook.import_limit,
+    ),
+    SmartCommunitySensorEntityDescription(
+        key="export_limit",
+        translation_key="export_limit",
+        device_class=SensorDeviceClass.POWER,
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=UnitOfPower.KILO_WATT,
+        value_fn=lambda state: state.outlook.export_limit,
+    ),
+    SmartCommunitySensorEntityDescription(
+        key="last_contact",
+        translation_key="last_contact",
+        device=Device.COMMUNITY,
+        device_class=SensorDeviceClass.TIMESTAMP,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        always_available=True,
+        value_fn=lambda state: state.last_contact,
+    ),
 )
 
 
@@ -89,10 +183,12 @@ class SmartCommunitySensor(SmartCommunityEntity, SensorEntity):
     """A sensor fed by verified signals."""
 
     entity_description: SmartCommunitySensorEntityDescription
+    # Every known price interval: useful on the state, too long for every history row.
+    _unrecorded_attributes = frozenset({"forecast"})
 
     @property
     @override
-    def native_value(self) -> float | int | datetime | None:
+    def native_value(self) -> float | int | str | datetime | None:
         """The sensor's value."""
         return self.entity_description.value_fn(self.coordinator.data)
 

@@ -1,4 +1,4 @@
-"""What verified grid signals mean for the home at a moment: price now and next, demand response.
+"""What verified grid signals mean for the home at a moment: prices, demand response, limits.
 
 Pure domain logic with no Home Assistant import. Events are split in two kinds: price events carry
 a PRICE or EXPORT_PRICE payload; every other event (SIMPLE, IMPORT_CAPACITY_LIMIT, ...) asks for
@@ -7,17 +7,31 @@ demand response. Timing follows the OpenADR 3.1 User Guide through ``protocol.ti
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
+import heapq
 import sys
 from typing import Final
 
-from .protocol import Event, EventPayloadDescriptor, EventPayloadType, Program, Slot, event_slots
+from .protocol import (
+    Event,
+    EventPayloadDescriptor,
+    EventPayloadType,
+    Program,
+    Slot,
+    event_slots,
+    event_window,
+)
 
 PRICE_PAYLOADS: Final = frozenset({EventPayloadType.PRICE, EventPayloadType.EXPORT_PRICE})
 # How far ahead the next change is looked for; the periodic resync moves the horizon along.
 HORIZON: Final = timedelta(days=7)
+# Prices are per kWh; the Energy dashboard reads "<currency>/kWh" as a price unit.
+PER_KILOWATT_HOUR: Final = "kWh"
+# Capacity limits are shown in kW; these are the other units a payload descriptor may name.
+_TO_KILOWATT: Final = {"W": 0.001, "KW": 1.0, "MW": 1000.0}
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -30,11 +44,20 @@ class ReceivedEvent:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Price:
-    """An import price per kWh and the event that sets it."""
+    """A price per kWh and the event that sets it."""
 
     value: float
     currency: str | None
     event_id: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PriceInterval:
+    """A stretch of time at one price, as the winning price event sets it."""
+
+    start: datetime
+    end: datetime | None  # None: until further notice
+    price: Price
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -48,6 +71,34 @@ class DemandResponse:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class DemandResponsePeriod:
+    """One demand-response event, or one gapless stretch of it, as a resident sees it."""
+
+    event_id: str
+    event_name: str | None
+    program_id: str
+    start: datetime
+    end: datetime | None  # None: until further notice
+    level: int | None  # the highest SIMPLE level (0-3) it asks for; None without one
+
+
+class ChangeKind(StrEnum):
+    """What happened to a demand-response event."""
+
+    NEW = "new"
+    MODIFIED = "modified"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DemandResponseChange:
+    """A demand-response event that appeared, changed or was cancelled."""
+
+    kind: ChangeKind
+    event: DemandResponsePeriod
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Outlook:
     """The signals' meaning at ``at``, and when it next changes."""
 
@@ -55,8 +106,14 @@ class Outlook:
     price: Price | None = None
     next_price_change: datetime | None = None
     next_price: Price | None = None
+    export_price: Price | None = None
+    # Every known interval from the start of the evaluation window on, in time order.
+    price_forecast: tuple[PriceInterval, ...] = ()
+    export_price_forecast: tuple[PriceInterval, ...] = ()
     demand_response: DemandResponse | None = None
     next_demand_response: DemandResponse | None = None
+    import_limit: float | None = None  # kW
+    export_limit: float | None = None  # kW
     next_boundary: datetime | None = None
 
 
@@ -92,30 +149,40 @@ def _winner(slots: Iterable[_Ranked], moment: datetime) -> _Ranked | None:
     return min((s for s in slots if s.slot.contains(moment)), key=lambda s: s.rank, default=None)
 
 
-def _currency(event: Event, programs: Mapping[str, Program]) -> str | None:
+def _descriptors(
+    event: Event, programs: Mapping[str, Program], payload_type: str
+) -> Iterator[EventPayloadDescriptor]:
+    """The event's descriptors of a payload type, then its program's."""
     program = programs.get(event.program_id)
     program_descriptors = program.payload_descriptors if program else None
     for descriptors in (event.payload_descriptors, program_descriptors):
         for descriptor in descriptors or ():
             if (
                 isinstance(descriptor, EventPayloadDescriptor)
-                and descriptor.payload_type == EventPayloadType.PRICE
-                and descriptor.currency
+                and descriptor.payload_type == payload_type
             ):
+                yield descriptor
+
+
+def _currency(event: Event, programs: Mapping[str, Program], payload_type: str) -> str | None:
+    # An export price in another currency than the import price would say so; else it is the same.
+    for kind in (payload_type, EventPayloadType.PRICE):
+        for descriptor in _descriptors(event, programs, kind):
+            if descriptor.currency:
                 return descriptor.currency
     return None
 
 
-def _future_slots(
-    received: ReceivedEvent, now: datetime, horizon: timedelta, split_payload: str | None
+def _slots_after(
+    received: ReceivedEvent, since: datetime, window_end: datetime, split_payload: str | None
 ) -> Iterator[Slot]:
     for slot in event_slots(
         received.event,
         received_at=received.received_at,
-        window_end=now + horizon,
+        window_end=window_end,
         split_payload=split_payload,
     ):
-        if slot.end is None or slot.end > now:
+        if slot.end is None or slot.end > since:
             yield slot
 
 
@@ -126,22 +193,104 @@ def _asks_for_action(slot: Slot) -> bool:
     )
 
 
-def _price_value(slot: Slot) -> float | None:
-    value = slot.values.get(EventPayloadType.PRICE)
+def _number(slot: Slot, payload_type: str) -> float | None:
+    value = slot.values.get(payload_type)
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return float(value)
 
 
-def _price_at(slots: list[_Ranked], moment: datetime) -> Price | None:
-    winner = _winner(slots, moment)
-    return winner.price if winner else None
+def _price_slots(
+    events: Iterable[ReceivedEvent],
+    programs: Mapping[str, Program],
+    payload_type: str,
+    since: datetime,
+    window_end: datetime,
+) -> list[_Ranked]:
+    slots: list[_Ranked] = []
+    for received in events:
+        event = received.event
+        currency = _currency(event, programs, payload_type)
+        for slot in _slots_after(received, since, window_end, payload_type):
+            if (value := _number(slot, payload_type)) is not None:
+                price = Price(value=value, currency=currency, event_id=event.id)
+                slots.append(_Ranked(_rank(event), slot, event, price))
+    return slots
+
+
+def _timeline(slots: list[_Ranked], since: datetime) -> tuple[PriceInterval, ...]:
+    """The price that applies over time: the winning slot between consecutive boundaries.
+
+    A sweep over the boundaries with the slots under way in a heap by precedence, so that a
+    week of quarter-hour prices costs no more than sorting them.
+    """
+    by_start = sorted(slots, key=lambda s: s.slot.start)
+    moments = sorted(
+        {moment for s in slots for moment in (s.slot.start, s.slot.end) if moment is not None}
+    )
+    under_way: list[tuple[tuple[int, float], int, _Ranked]] = []
+    pieces: list[tuple[_Ranked, datetime, datetime | None]] = []
+    opened = 0
+    for index, moment in enumerate(moments):
+        while opened < len(by_start) and by_start[opened].slot.start <= moment:
+            heapq.heappush(under_way, (by_start[opened].rank, opened, by_start[opened]))
+            opened += 1
+        while under_way and not under_way[0][2].slot.contains(moment):
+            heapq.heappop(under_way)  # over: slots never apply again once they have ended
+        if not under_way:
+            continue
+        winner = under_way[0][2]
+        # After the last boundary only an open-ended slot still applies.
+        end = moments[index + 1] if index + 1 < len(moments) else None
+        if pieces and pieces[-1][0] is winner and pieces[-1][2] == moment:
+            pieces[-1] = (winner, pieces[-1][1], end)
+        else:
+            pieces.append((winner, moment, end))
+    return tuple(
+        PriceInterval(start=start, end=end, price=winner.price)
+        for winner, start, end in pieces
+        if winner.price is not None and (end is None or end > since)
+    )
+
+
+def price_at(timeline: Sequence[PriceInterval], moment: datetime) -> Price | None:
+    """The price of the interval that contains the moment, if any."""
+    for interval in timeline:
+        if interval.start <= moment and (interval.end is None or moment < interval.end):
+            return interval.price
+    return None
+
+
+def price_unit(forecast: Iterable[PriceInterval], default_currency: str) -> str:
+    """The unit of a forecast's prices: the grid's currency per kWh, else the default one's."""
+    currency = next((i.price.currency for i in forecast if i.price.currency), default_currency)
+    return f"{currency}/{PER_KILOWATT_HOUR}"
 
 
 def _same_price(first: Price | None, second: Price | None) -> bool:
     if first is None or second is None:
         return first is second
     return (first.value, first.currency) == (second.value, second.currency)
+
+
+def _next_change(
+    timeline: Sequence[PriceInterval], now: datetime
+) -> tuple[datetime | None, Price | None]:
+    """When the price next differs from the current one (no price is a price too), and to what."""
+    current = price_at(timeline, now)
+    edge = now  # the current price holds up to here
+    for interval in timeline:
+        if interval.end is not None and interval.end <= now:
+            continue
+        if interval.start > edge and current is not None:
+            return edge, None  # a gap: no price from there on
+        if interval.start > now and not _same_price(interval.price, current):
+            return interval.start, interval.price
+        if interval.end is None:
+            return None, None  # this price holds for good
+        edge = interval.end
+    # Where the known prices end, so does the current one.
+    return (edge, None) if current is not None else (None, None)
 
 
 def _boundaries(slots: Iterable[Slot], now: datetime) -> list[datetime]:
@@ -187,51 +336,132 @@ def _demand_response(period: _Period, moment: datetime) -> DemandResponse:
     )
 
 
+def _limit(
+    requests: list[_Ranked], programs: Mapping[str, Program], payload_type: str, now: datetime
+) -> float | None:
+    """The capacity limit in kW that the winning event carrying it sets now."""
+    carrying = [r for r in requests if _number(r.slot, payload_type) is not None]
+    if (winner := _winner(carrying, now)) is None or (
+        value := _number(winner.slot, payload_type)
+    ) is None:
+        return None
+    units = next(
+        (d.units for d in _descriptors(winner.event, programs, payload_type) if d.units), "KW"
+    )
+    return value * _TO_KILOWATT.get(units.upper(), 1.0)
+
+
 def outlook(
     events: Iterable[ReceivedEvent],
     programs: Mapping[str, Program],
     now: datetime,
     *,
+    since: datetime | None = None,
     horizon: timedelta = HORIZON,
 ) -> Outlook:
-    """Evaluate verified events at ``now``: what applies, and what changes next, and when."""
-    prices: list[_Ranked] = []
+    """Evaluate verified events at ``now``: what applies, and what changes next, and when.
+
+    Price forecasts start at ``since`` (default ``now``), so that earlier intervals of the
+    day still count towards the day's statistics.
+    """
+    since = now if since is None else min(since, now)
+    window_end = now + horizon
+    price_events: list[ReceivedEvent] = []
     requests: list[_Ranked] = []
     for received in events:
-        event = received.event
-        rank = _rank(event)
-        if is_price_event(event):
-            currency = _currency(event, programs)
-            for slot in _future_slots(received, now, horizon, EventPayloadType.PRICE):
-                if (value := _price_value(slot)) is not None:
-                    slot_price = Price(value=value, currency=currency, event_id=event.id)
-                    prices.append(_Ranked(rank, slot, event, slot_price))
+        if is_price_event(received.event):
+            price_events.append(received)
         else:
+            rank = _rank(received.event)
             requests.extend(
-                _Ranked(rank, slot, event)
-                for slot in _future_slots(received, now, horizon, None)
+                _Ranked(rank, slot, received.event)
+                for slot in _slots_after(received, now, window_end, None)
                 if _asks_for_action(slot)
             )
-
-    price = _price_at(prices, now)
-    next_change: datetime | None = None
-    next_price: Price | None = None
-    for moment in _boundaries((s.slot for s in prices), now):
-        candidate = _price_at(prices, moment)
-        if not _same_price(candidate, price):
-            next_change, next_price = moment, candidate
-            break
+    prices = _price_slots(price_events, programs, EventPayloadType.PRICE, since, window_end)
+    exports = _price_slots(price_events, programs, EventPayloadType.EXPORT_PRICE, since, window_end)
+    forecast = _timeline(prices, since)
+    export_forecast = _timeline(exports, since)
+    next_change, next_price = _next_change(forecast, now)
 
     periods = _periods(requests)
     current = next((p for p in periods if p.contains(now)), None)
     upcoming = next((p for p in periods if p.start > now), None)
-    boundaries = _boundaries([s.slot for s in (*prices, *requests)], now)
+    boundaries = _boundaries([s.slot for s in (*prices, *exports, *requests)], now)
     return Outlook(
         at=now,
-        price=price,
+        price=price_at(forecast, now),
         next_price_change=next_change,
         next_price=next_price,
+        export_price=price_at(export_forecast, now),
+        price_forecast=forecast,
+        export_price_forecast=export_forecast,
         demand_response=_demand_response(current, now) if current else None,
         next_demand_response=_demand_response(upcoming, now) if upcoming else None,
+        import_limit=_limit(requests, programs, EventPayloadType.IMPORT_CAPACITY_LIMIT, now),
+        export_limit=_limit(requests, programs, EventPayloadType.EXPORT_CAPACITY_LIMIT, now),
         next_boundary=boundaries[0] if boundaries else None,
+    )
+
+
+def _level(values: Iterable[object]) -> int | None:
+    levels = [v for v in values if isinstance(v, int) and not isinstance(v, bool)]
+    return max(levels, default=None)
+
+
+def describe_event(received: ReceivedEvent) -> DemandResponsePeriod:
+    """A demand-response event as a whole: its lifespan and the highest level it asks for."""
+    event = received.event
+    window = event_window(event, received_at=received.received_at)
+    start, end = window if window is not None else (received.received_at, None)
+    return DemandResponsePeriod(
+        event_id=event.id,
+        event_name=event.event_name,
+        program_id=event.program_id,
+        start=start,
+        end=end,
+        level=_level(
+            value
+            for interval in event.intervals
+            for payload in interval.payloads
+            if payload.type == EventPayloadType.SIMPLE
+            for value in payload.values
+        ),
+    )
+
+
+def demand_response_periods(
+    events: Iterable[ReceivedEvent], since: datetime, until: datetime
+) -> list[DemandResponsePeriod]:
+    """Each demand-response event's gapless stretches that ask for action, in [since, until).
+
+    Unlike the merged stretches of the outlook, these stay per event, so that a calendar
+    shows every event the grid announced, under its own name.
+    """
+    periods: list[DemandResponsePeriod] = []
+    for received in events:
+        event = received.event
+        if is_price_event(event):
+            continue
+        stretch: list[Slot] = []
+        for slot in _slots_after(received, since, until, None):
+            if not _asks_for_action(slot):
+                continue
+            if stretch and stretch[-1].end is not None and slot.start > stretch[-1].end:
+                periods.append(_stretch(event, stretch))
+                stretch = []
+            stretch.append(slot)
+        if stretch:
+            periods.append(_stretch(event, stretch))
+    return sorted(periods, key=lambda period: (period.start, period.event_id))
+
+
+def _stretch(event: Event, slots: list[Slot]) -> DemandResponsePeriod:
+    return DemandResponsePeriod(
+        event_id=event.id,
+        event_name=event.event_name,
+        program_id=event.program_id,
+        start=slots[0].start,
+        end=slots[-1].end,
+        level=_level(slot.values.get(EventPayloadType.SIMPLE) for slot in slots),
     )

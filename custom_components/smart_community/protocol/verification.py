@@ -126,7 +126,7 @@ class Verifier:
         keys: Iterable[PublicKey],
         *,
         audience: Iterable[str] | Callable[[str], bool],
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
         leeway: float = 60.0,
         guard: ReplayGuard | None = None,
     ) -> None:
@@ -144,7 +144,9 @@ class Verifier:
             names = frozenset(audience)
             self._addressed = names.__contains__
             self._audience_text = ", ".join(sorted(names))
-        self._clock = clock
+        # time.time looked up now, not when this module was imported: a clock replaced since
+        # (as tests that move time do) is the one that counts.
+        self._clock = clock if clock is not None else time.time
         self._leeway = leeway
         self.guard = guard if guard is not None else ReplayGuard()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from email.utils import formatdate
 import json
 from typing import Any
 
@@ -51,6 +52,7 @@ class FakeGrid:
         operation: Operation = Operation.UPDATE,
         valid_for: timedelta = timedelta(days=2),
         not_before: datetime | None = None,
+        issued_at: datetime | None = None,
     ) -> Signed:
         """Sign an object for the community (or ``audience``), valid from now on."""
         now = int(dt_util.utcnow().timestamp())
@@ -60,7 +62,7 @@ class FakeGrid:
             not_before=int(not_before.timestamp()) if not_before else now - 60,
             expires=now + int(valid_for.total_seconds()),
             operation=operation,
-            issued_at=now,
+            issued_at=int(issued_at.timestamp()) if issued_at else now,
         )
 
 
@@ -73,8 +75,12 @@ def price_event(
     interval: str = "PT1H",
     priority: int | None = None,
     program_id: str = "tariff",
+    export_prices: list[float] | None = None,
 ) -> dict[str, Any]:
-    """A PRICE event: one interval of length ``interval`` per price, back to back."""
+    """A PRICE event: one interval of length ``interval`` per price, back to back.
+
+    With ``export_prices``, each interval also carries that interval's EXPORT_PRICE.
+    """
     descriptor: dict[str, Any] = {
         "objectType": "EVENT_PAYLOAD_DESCRIPTOR",
         "payloadType": "PRICE",
@@ -82,6 +88,7 @@ def price_event(
     }
     if currency:
         descriptor["currency"] = currency
+    exports = export_prices or []
     event: dict[str, Any] = {
         **_metadata(event_id, "EVENT"),
         "programID": program_id,
@@ -89,7 +96,13 @@ def price_event(
         "payloadDescriptors": [descriptor],
         "intervalPeriod": {"start": format_datetime(start), "duration": interval},
         "intervals": [
-            {"id": index, "payloads": [{"type": "PRICE", "values": [price]}]}
+            {
+                "id": index,
+                "payloads": [
+                    {"type": "PRICE", "values": [price]},
+                    *([{"type": "EXPORT_PRICE", "values": [exports[index]]}] if exports else []),
+                ],
+            }
             for index, price in enumerate(prices)
         ],
     }
@@ -114,6 +127,33 @@ def dr_event(
         "eventName": name,
         "intervalPeriod": {"start": format_datetime(start), "duration": duration},
         "intervals": [{"id": 0, "payloads": [{"type": "SIMPLE", "values": [level]}]}],
+    }
+
+
+def capacity_event(
+    event_id: str,
+    *,
+    start: datetime,
+    duration: str = "PT1H",
+    import_limit: float | None = None,
+    export_limit: float | None = None,
+    units: str = "KW",
+) -> dict[str, Any]:
+    """An event that caps the home's import and/or export power for one interval."""
+    limits = {"IMPORT_CAPACITY_LIMIT": import_limit, "EXPORT_CAPACITY_LIMIT": export_limit}
+    kinds = {kind: value for kind, value in limits.items() if value is not None}
+    return {
+        **_metadata(event_id, "EVENT"),
+        "programID": "grid-limits",
+        "eventName": f"Limit {event_id}",
+        "payloadDescriptors": [
+            {"objectType": "EVENT_PAYLOAD_DESCRIPTOR", "payloadType": kind, "units": units}
+            for kind in kinds
+        ],
+        "intervalPeriod": {"start": format_datetime(start), "duration": duration},
+        "intervals": [
+            {"id": 0, "payloads": [{"type": k, "values": [v]} for k, v in kinds.items()]}
+        ],
     }
 
 
@@ -158,7 +198,10 @@ class FakeBridge:
         self.credential = credential
         self.keys = keys
         self.available = True
-        self.broken = False  # answer HTML, as a web server that is no bridge would
+        # Answer HTML where JSON belongs, as a web server that is no bridge would.
+        self.broken = False
+        self.clock_offset = timedelta(0)  # how far the bridge's clock is ahead of the home's
+        self.enrollment_codes: set[str] = set()  # single-use codes that enrol the home again
         # Signed objects served over REST, by (objectType, id).
         self.objects: dict[tuple[str, str], Signed] = {}
         # The push ledger: every notification relayed, its sequence its position + 1.
@@ -174,6 +217,7 @@ class FakeBridge:
     async def start(self) -> None:
         """Listen on an ephemeral port."""
         app = web.Application(middlewares=[self._guard])
+        app.router.add_post("/enroll", self._enroll)
         app.router.add_get("/home", self._home)
         app.router.add_get("/keys", self._keys)
         app.router.add_get("/programs", self._programs)
@@ -264,22 +308,37 @@ class FakeBridge:
         await self._notify()
         if not self.available:
             return _problem(503, "Service Unavailable")
-        if request.headers.get("Authorization") != f"Bearer {self.credential}":
+        public = request.path in {"/enroll", "/keys"}
+        if not public and request.headers.get("Authorization") != f"Bearer {self.credential}":
             return _problem(401, "Unauthorized")
         response: web.StreamResponse = await handler(request)
+        if isinstance(response, web.Response):
+            moment = dt_util.utcnow() + self.clock_offset
+            response.headers["Date"] = formatdate(moment.timestamp(), usegmt=True)
         return response
 
+    async def _enroll(self, request: web.Request) -> web.Response:
+        code = (await request.json()).get("code")
+        if code not in self.enrollment_codes:
+            return _problem(403, "Forbidden")
+        self.enrollment_codes.discard(code)
+        self.credential = f"{self.credential}-renewed"
+        return web.json_response({**self._placement(), "credential": self.credential}, status=201)
+
     async def _home(self, _request: web.Request) -> web.Response:
+        if self.broken:
+            return web.Response(text="<html>It works!</html>", content_type="text/html")
+        return web.json_response(self._placement())
+
+    def _placement(self) -> dict[str, Any]:
         placement = self.placement
-        return web.json_response(
-            {
-                "home": placement.home,
-                "community": placement.community,
-                "feeder": placement.feeder,
-                "transformer": placement.transformer,
-                "targets": sorted(placement.targets),
-            }
-        )
+        return {
+            "home": placement.home,
+            "community": placement.community,
+            "feeder": placement.feeder,
+            "transformer": placement.transformer,
+            "targets": sorted(placement.targets),
+        }
 
     async def _keys(self, _request: web.Request) -> web.Response:
         return web.json_response(jwks(self.keys))

@@ -313,3 +313,23 @@ async def test_ack_on_closed_channel(peer: Peer, client: BridgeClient) -> None:
         await stream.close()
         with pytest.raises(BridgeConnectionError):
             await stream.ack(4)
+
+
+@pytest.mark.parametrize(
+    ("date", "expected"),
+    [
+        ("Mon, 01 Jun 2026 08:02:00 GMT", 120.0),
+        ("Mon, 01 Jun 2026 07:59:30 GMT", -30.0),
+        ("Mon, 01 Jun 2026 08:02:00 -0000", None),  # no zone: no comparison
+        ("not a date", None),
+    ],
+)
+async def test_clock_offset_from_the_date_header(
+    peer: Peer, client: BridgeClient, frozen_now: Any, date: str, expected: float | None
+) -> None:
+    """The bridge's clock is read from its Date header, when it gives a usable one."""
+    peer.answer("/programs", lambda: web.json_response([], headers={"Date": date}))
+    assert client.clock_offset is None
+    await client.get_programs()
+    offset = client.clock_offset
+    assert (offset.total_seconds() if offset is not None else None) == expected

@@ -7,7 +7,9 @@ from typing import Any
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import device_registry as dr, entity_registry as er
+from homeassistant.setup import async_setup_component
 from pytest_homeassistant_custom_component.common import MockConfigEntry
+from pytest_homeassistant_custom_component.typing import WebSocketGenerator
 
 from custom_components.smart_community.const import DOMAIN
 
@@ -110,3 +112,31 @@ async def test_remove_forgets_the_store(
     await hass.config_entries.async_remove(init_integration.entry_id)
     await hass.async_block_till_done()
     assert key not in hass_storage
+
+
+async def test_only_stale_devices_can_be_removed(
+    hass: HomeAssistant,
+    init_integration: MockConfigEntry,
+    device_registry: dr.DeviceRegistry,
+    hass_ws_client: WebSocketGenerator,
+) -> None:
+    """The resident may delete a device the entry no longer provides, not a current one."""
+    assert await async_setup_component(hass, "config", {})
+    entry_id = init_integration.entry_id
+    stale = device_registry.async_get_or_create(
+        config_entry_id=entry_id, identifiers={(DOMAIN, "c1/h0")}
+    )
+    client = await hass_ws_client(hass)
+    for identifier, removable in (("c1", False), ("c1/h1", False), ("c1/h0", True)):
+        device = device_registry.async_get_device_by_identifier((DOMAIN, identifier), entry_id)
+        assert device is not None
+        await client.send_json_auto_id(
+            {
+                "type": "config/device_registry/remove_config_entry",
+                "config_entry_id": entry_id,
+                "device_id": device.id,
+            }
+        )
+        response = await client.receive_json()
+        assert response["success"] is removable, identifier
+    assert device_registry.async_get(stale.id) is None

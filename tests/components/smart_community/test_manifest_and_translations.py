@@ -24,6 +24,8 @@ from awesomeversion import AwesomeVersion, AwesomeVersionStrategy
 from homeassistant import const as ha_const
 import homeassistant.components as ha_components
 from homeassistant.components.brands.const import ALLOWED_IMAGES
+from homeassistant.components.event import ATTR_EVENT_TYPES, EventEntity
+from homeassistant.const import ATTR_FRIENDLY_NAME
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.generated.languages import LANGUAGES
@@ -31,6 +33,7 @@ from homeassistant.helpers import config_validation as cv, entity_platform, sele
 from homeassistant.helpers.entity import EntityDescription
 from homeassistant.helpers.translation import async_get_translations
 from homeassistant.loader import async_get_custom_components, async_get_integration
+from homeassistant.util import dt as dt_util
 from homeassistant.util.yaml import load_yaml_dict
 from PIL import Image
 import pytest
@@ -39,6 +42,9 @@ import yaml
 
 from custom_components.smart_community import PLATFORMS
 from custom_components.smart_community.const import DOMAIN
+from custom_components.smart_community.protocol import Operation
+
+from .fake_bridge import FakeBridge, FakeGrid, dr_event
 
 REPOSITORY = Path(__file__).resolve().parents[3]
 INTEGRATION = REPOSITORY / "custom_components" / DOMAIN
@@ -315,11 +321,16 @@ def test_entity_translation_keys() -> None:
     assert set(EN.get("entity", {})) <= {str(platform) for platform in PLATFORMS}
 
 
-@pytest.mark.usefixtures("init_integration")
 async def test_entity_attributes_translated(
-    hass: HomeAssistant, mock_config_entry: MockConfigEntry
+    hass: HomeAssistant, init_integration: MockConfigEntry, bridge: FakeBridge, grid: FakeGrid
 ) -> None:
-    """Every extra attribute of every running entity has a translated name."""
+    """Every extra attribute of every running entity has a translated name.
+
+    An event entity's attributes are its event type and the data it fires with, so one
+    demand-response event is announced first.
+    """
+    event = grid.sign(dr_event("peak", start=dt_util.utcnow()), operation=Operation.CREATE)
+    await bridge.wait_for_ack(await bridge.publish(event, Operation.CREATE))
     entities = [
         entity
         for platform in entity_platform.async_get_platforms(hass, DOMAIN)
@@ -329,7 +340,12 @@ async def test_entity_attributes_translated(
     for entity in entities:
         assert entity.platform is not None
         translations = EN["entity"][entity.platform.domain][entity.translation_key]
-        attributes = set(entity.extra_state_attributes or {})
+        if isinstance(entity, EventEntity):
+            state = hass.states.get(entity.entity_id)
+            assert state is not None
+            attributes = set(state.attributes) - {ATTR_EVENT_TYPES, ATTR_FRIENDLY_NAME}
+        else:
+            attributes = set(entity.extra_state_attributes or {})
         assert attributes == set(translations.get("state_attributes", {})), entity.entity_id
 
 
@@ -415,7 +431,7 @@ def _exception_uses() -> list[TranslationUse]:
 def test_every_translation_key_in_the_code_is_classified() -> None:
     """Each translation_key the code passes is an entity's, a device's or an exception's.
 
-    A new kind (repair issues, say) needs its check here before it can be used.
+    A new kind needs its check here before it can be used.
     """
     exceptions = {(use.module, use.line) for use in _exception_uses()}
     for use in _translation_uses():
@@ -426,6 +442,8 @@ def test_every_translation_key_in_the_code_is_classified() -> None:
             if use.callee in {"DeviceInfo", "async_get_or_create"}
             else "entity"
             if use.callee.endswith("EntityDescription")
+            else "issue"
+            if use.callee == "async_create_issue"
             else None
         )
         assert kind, f"{use.module}:{use.line}: {use.callee}(translation_key={use.key!r})"
@@ -439,6 +457,34 @@ def test_exception_translations() -> None:
     for use in uses:
         expected = _placeholders(messages[use.key]["message"])
         assert use.placeholders == expected, f"{use.module}:{use.line}: {use.key}"
+
+
+def test_issue_translations() -> None:
+    """Every repair issue the code raises is translated, its strings use exactly the
+    placeholders it passes, and a fixable one has the steps of its fix flow."""
+    uses = [use for use in _translation_uses() if use.callee == "async_create_issue"]
+    issues = EN.get("issues", {})
+    assert {use.key for use in uses} == set(issues)
+    for use in uses:
+        strings = dict(_strings(issues[use.key]))
+        assert "title" in issues[use.key], use.key
+        assert use.placeholders == {
+            field for text in strings.values() for field in _placeholders(text)
+        }, use.key
+        fixable = _fixable(use)
+        assert ("fix_flow" in issues[use.key]) is fixable, use.key
+        assert fixable or issues[use.key]["description"], use.key
+
+
+def _fixable(use: TranslationUse) -> bool:
+    """Whether the async_create_issue call at ``use`` says is_fixable=True."""
+    tree = ast.parse((INTEGRATION / use.module).read_text(encoding="utf-8"))
+    call = next(
+        node for node in ast.walk(tree) if isinstance(node, ast.Call) and node.lineno == use.line
+    )
+    flag = next(keyword.value for keyword in call.keywords if keyword.arg == "is_fixable")
+    assert isinstance(flag, ast.Constant), f"{use.module}:{use.line}: is_fixable not literal"
+    return flag.value is True
 
 
 def test_device_translations() -> None:
@@ -626,3 +672,10 @@ def test_quality_scale_claims_hold() -> None:
         assert EN.get("exceptions")
     if _status("action-setup") == "exempt":
         assert not SERVICES_FILE.exists()
+    else:
+        assert _services()
+    if _status("diagnostics") == "done":
+        assert (INTEGRATION / "diagnostics.py").is_file()
+    if _status("repair-issues") == "done":
+        assert EN.get("issues")
+        assert (INTEGRATION / "repairs.py").is_file()

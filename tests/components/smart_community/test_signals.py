@@ -10,11 +10,15 @@ import pytest
 from custom_components.smart_community.protocol import Event, Program, format_datetime
 from custom_components.smart_community.signals import (
     DemandResponse,
+    DemandResponsePeriod,
     Outlook,
     Price,
     ReceivedEvent,
+    demand_response_periods,
+    describe_event,
     is_price_event,
     outlook,
+    price_unit,
 )
 
 NOW = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
@@ -214,3 +218,181 @@ def test_event_starting_on_receipt() -> None:
     result = outlook([received], {}, NOW + HOUR / 2)
     assert result.demand_response is not None
     assert result.demand_response.start == NOW
+
+
+def test_forecast_follows_the_winning_event() -> None:
+    """The forecast is the price that applies over time: an overriding event splits the base."""
+    base = _prices("base", 0.5, 0.5, 0.5, priority=5, currency="CNY")
+    spike = _prices("spike", 2.0, start=NOW + HOUR, priority=1, currency="CNY")
+    forecast = outlook([base, spike], {}, NOW).price_forecast
+    assert [(i.start, i.end, i.price.value, i.price.event_id) for i in forecast] == [
+        (NOW, NOW + HOUR, 0.5, "base"),
+        (NOW + HOUR, NOW + 2 * HOUR, 2.0, "spike"),
+        (NOW + 2 * HOUR, NOW + 3 * HOUR, 0.5, "base"),
+    ]
+
+
+def test_forecast_from_since() -> None:
+    """Intervals that ended before now still count from ``since`` on, not before it."""
+    tariff = _prices("tou", 0.3, 0.6, 0.9, start=NOW - 2 * HOUR)
+    result = outlook([tariff], {}, NOW + HOUR / 2, since=NOW - HOUR)
+    assert [i.price.value for i in result.price_forecast] == [0.6, 0.9]
+    assert result.price is not None
+    assert result.price.value == 0.9
+    assert [i.price.value for i in outlook([tariff], {}, NOW).price_forecast] == [0.9]
+
+
+def test_open_ended_price() -> None:
+    """A price "until further notice" is the last interval of the forecast, without an end."""
+    flat = _event("flat", [[("PRICE", [0.4])]], duration="P9999Y")
+    result = outlook([flat], {}, NOW)
+    assert [(i.start, i.end) for i in result.price_forecast] == [(NOW, None)]
+    assert result.next_price_change is None
+
+
+def test_export_price() -> None:
+    """An export price has its own forecast; its currency falls back on the import price's."""
+    event = _event(
+        "feed-in", [[("PRICE", [0.6]), ("EXPORT_PRICE", [0.4])], [("EXPORT_PRICE", [0.3])]]
+    )
+    tariff = Program.parse(
+        {
+            "id": "p1",
+            "objectType": "PROGRAM",
+            "createdDateTime": format_datetime(NOW),
+            "modificationDateTime": format_datetime(NOW),
+            "programName": "Tariff",
+            "payloadDescriptors": [{"payloadType": "PRICE", "currency": "CNY"}],
+        }
+    )
+    result = outlook([event], {"p1": tariff}, NOW)
+    assert result.export_price == Price(value=0.4, currency="CNY", event_id="feed-in")
+    assert [i.price.value for i in result.export_price_forecast] == [0.4, 0.3]
+    assert [i.price.value for i in result.price_forecast] == [0.6]
+    assert result.next_boundary == NOW + HOUR
+
+
+def test_price_unit() -> None:
+    """The grid's currency per kWh, else the default one."""
+    assert price_unit(
+        outlook([_prices("a", 0.5, currency="CNY")], {}, NOW).price_forecast, "EUR"
+    ) == ("CNY/kWh")
+    assert price_unit((), "EUR") == "EUR/kWh"
+
+
+@pytest.mark.parametrize(
+    ("units", "expected"), [(None, 3.5), ("KW", 3.5), ("kw", 3.5), ("W", 0.0035), ("MW", 3500.0)]
+)
+def test_capacity_limits_in_kilowatts(units: str | None, expected: float) -> None:
+    """Import and export limits are given in kW whatever unit the event names."""
+    body_units = {} if units is None else {"units": units}
+    event = _event("limit", [[("IMPORT_CAPACITY_LIMIT", [3.5]), ("EXPORT_CAPACITY_LIMIT", [3.5])]])
+    described = Event.parse(
+        {
+            **event.event.to_json_dict(),
+            "payloadDescriptors": [
+                {"payloadType": "IMPORT_CAPACITY_LIMIT", **body_units},
+                {"payloadType": "EXPORT_CAPACITY_LIMIT", **body_units},
+            ],
+        }
+    )
+    result = outlook([ReceivedEvent(event=described, received_at=NOW)], {}, NOW)
+    assert result.import_limit == pytest.approx(expected)
+    assert result.export_limit == pytest.approx(expected)
+    assert result.demand_response is not None
+
+
+def test_capacity_limit_precedence_and_end() -> None:
+    """The winning event sets the limit; none applies outside the events."""
+    low = _event("low", [[("IMPORT_CAPACITY_LIMIT", [2])]], priority=1)
+    high = _event("high", [[("IMPORT_CAPACITY_LIMIT", [5])]], priority=2, duration="PT2H")
+    assert outlook([low, high], {}, NOW).import_limit == 2
+    assert outlook([low, high], {}, NOW + HOUR).import_limit == 5
+    assert outlook([low, high], {}, NOW + 2 * HOUR).import_limit is None
+    assert outlook([low, high], {}, NOW).export_limit is None
+
+
+def test_demand_response_periods_per_event() -> None:
+    """Each event's own stretches that ask for action, with the highest level in each."""
+    peak = _simple("peak", 1, 3, 0, 2, name="Peak")
+    limit = _event("limit", [[("IMPORT_CAPACITY_LIMIT", [3.5])]], start=NOW + HOUR)
+    tariff = _prices("tou", 0.5, 0.9)
+    periods = demand_response_periods([peak, limit, tariff], NOW - HOUR, NOW + 24 * HOUR)
+    assert periods == [
+        DemandResponsePeriod(
+            event_id="peak",
+            event_name="Peak",
+            program_id="p1",
+            start=NOW,
+            end=NOW + 2 * HOUR,
+            level=3,
+        ),
+        DemandResponsePeriod(
+            event_id="limit",
+            event_name=None,
+            program_id="p1",
+            start=NOW + HOUR,
+            end=NOW + 2 * HOUR,
+            level=None,
+        ),
+        DemandResponsePeriod(
+            event_id="peak",
+            event_name="Peak",
+            program_id="p1",
+            start=NOW + 3 * HOUR,
+            end=NOW + 4 * HOUR,
+            level=2,
+        ),
+    ]
+    # Only what falls in the window counts.
+    assert [p.start for p in demand_response_periods([peak], NOW + 2 * HOUR, NOW + 24 * HOUR)] == [
+        NOW + 3 * HOUR
+    ]
+
+
+def test_describe_event() -> None:
+    """An event as a whole: its lifespan and the highest level it asks for."""
+    peak = _simple("peak", 1, 3, 0, start=NOW + HOUR, name="Peak")
+    assert describe_event(peak) == DemandResponsePeriod(
+        event_id="peak",
+        event_name="Peak",
+        program_id="p1",
+        start=NOW + HOUR,
+        end=NOW + 4 * HOUR,
+        level=3,
+    )
+    limit = _event("limit", [[("IMPORT_CAPACITY_LIMIT", [3.5])]], duration="P9999Y")
+    described = describe_event(limit)
+    assert (described.start, described.end, described.level) == (NOW, None, None)
+
+
+def test_next_change_at_a_gap() -> None:
+    """Where no price is known the price changes to none, and back at the next interval."""
+    morning = _prices("morning", 0.5)
+    evening = _prices("evening", 0.5, start=NOW + 2 * HOUR)
+    before = outlook([morning, evening], {}, NOW)
+    assert (before.next_price_change, before.next_price) == (NOW + HOUR, None)
+    during = outlook([morning, evening], {}, NOW + HOUR)
+    assert during.price is None
+    assert during.next_price_change == NOW + 2 * HOUR
+    assert during.next_price == Price(value=0.5, currency=None, event_id="evening")
+
+
+def test_a_week_of_quarter_hours() -> None:
+    """A week of quarter-hour prices gives one forecast interval per quarter hour."""
+    values = [round(0.1 + (i % 96) / 100, 2) for i in range(7 * 96)]
+    week = _event("week", [[("PRICE", [value])] for value in values], duration="PT15M")
+    forecast = outlook([week], {}, NOW).price_forecast
+    assert len(forecast) == len(values)
+    assert forecast[-1].end == NOW + timedelta(days=7)
+
+
+def test_winning_price_across_losing_boundaries() -> None:
+    """A winning interval stays one forecast interval where losing ones begin and end."""
+    flat = _event("flat", [[("PRICE", [0.4])]], duration="P9999Y", priority=1)
+    base = _prices("base", 0.5, 0.9, start=NOW + HOUR, priority=5)
+    result = outlook([flat, base], {}, NOW)
+    assert [(i.start, i.end, i.price.event_id) for i in result.price_forecast] == [
+        (NOW, None, "flat")
+    ]
+    assert (result.next_price_change, result.next_price) == (None, None)

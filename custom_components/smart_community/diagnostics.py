@@ -1,0 +1,75 @@
+"""Diagnostics of the Smart Community integration: the entry, the link and the signals held.
+
+The home credential is redacted. Grid keys are public and shown by fingerprint; signed objects
+are summarised (their signatures are public too, but long and of no help in a report).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from homeassistant.components.diagnostics import async_redact_data
+from homeassistant.const import CONF_API_TOKEN
+from homeassistant.core import HomeAssistant
+
+from .coordinator import AppliedObject, SmartCommunityConfigEntry
+from .protocol import Event
+
+TO_REDACT = {CONF_API_TOKEN}
+
+
+def _applied(applied: AppliedObject) -> dict[str, Any]:
+    claims = applied.claims
+    summary: dict[str, Any] = {
+        "object_type": applied.model.object_type,
+        "id": applied.model.id,
+        "received_at": applied.received_at,
+        "issuer": claims.iss,
+        "audience": list(claims.aud),
+        "sequence": claims.seq,
+        "operation": claims.op,
+        "valid_from": claims.nbf,
+        "expires": claims.exp,
+    }
+    if isinstance(applied.model, Event):
+        summary["program_id"] = applied.model.program_id
+        summary["event_name"] = applied.model.event_name
+        summary["intervals"] = len(applied.model.intervals)
+    else:
+        summary["program_name"] = applied.model.program_name
+    return summary
+
+
+async def async_get_config_entry_diagnostics(
+    hass: HomeAssistant, entry: SmartCommunityConfigEntry
+) -> dict[str, Any]:
+    """What a resident can attach to a report: no credential, no secret."""
+    coordinator = entry.runtime_data.coordinator
+    state = coordinator.data
+    offset = coordinator.client.clock_offset
+    offered = coordinator.offered_keys
+    return {
+        "entry": {
+            "title": entry.title,
+            "data": async_redact_data(entry.data, TO_REDACT),
+            "options": async_redact_data(entry.options, TO_REDACT),
+        },
+        "link": {
+            "connected": coordinator.connected,
+            "last_update_success": coordinator.last_update_success,
+            "last_contact": state.last_contact,
+            "last_seq": coordinator.last_seq,
+            "bridge_clock_offset_seconds": None if offset is None else offset.total_seconds(),
+            "pinned_keys": [key.kid for key in coordinator.pinned_keys],
+            "offered_keys": None if offered is None else [key.kid for key in offered],
+        },
+        "signals": {
+            "applied": [_applied(applied) for applied in coordinator.applied],
+            "rejected": state.rejected,
+            "last_rejection": asdict(state.last_rejection) if state.last_rejection else None,
+        },
+        "outlook": asdict(state.outlook),
+        "prices": asdict(state.prices),
+        "calendar": [asdict(period) for period in state.calendar],
+    }
