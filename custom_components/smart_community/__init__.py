@@ -15,8 +15,9 @@ from .coordinator import (
     SmartCommunityData,
     stored_state,
 )
+from .inverter import async_setup_inverters
 
-PLATFORMS = [Platform.BINARY_SENSOR, Platform.SENSOR]
+PLATFORMS = [Platform.BINARY_SENSOR, Platform.SENSOR, Platform.NUMBER]
 
 
 async def async_setup_entry(hass: HomeAssistant, entry: SmartCommunityConfigEntry) -> bool:
@@ -41,6 +42,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: SmartCommunityConfigEntr
         coordinator=coordinator, community_device_id=community_device.id
     )
     coordinator.async_start_push()
+    await async_setup_inverters(hass, entry)
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     return True
 

@@ -24,3 +24,18 @@ RECONNECT_MAXIMUM: Final = timedelta(minutes=5)
 # What must survive a restart: the replay guard, the last applied sequence, applied objects.
 STORAGE_VERSION: Final = 1
 STORAGE_SAVE_DELAY: Final = 1.0
+
+# Devices the home drives, each a config subentry of the home's entry.
+SUBENTRY_INVERTER: Final = "inverter"
+CONF_UNIT_ID: Final = "unit_id"
+CONF_MANUFACTURER: Final = "manufacturer"
+CONF_MODEL: Final = "model"
+CONF_SERIAL: Final = "serial"
+CONF_VERSION: Final = "version"
+CONF_POWER_LIMIT: Final = "power_limit"
+INVERTER_POLL_INTERVAL: Final = timedelta(seconds=30)
+# An inverter limit lapses this long after its last write unless written again; it is written
+# again halfway, and never more often than every MIN_INTERVAL.
+INVERTER_LIMIT_REVERT: Final = timedelta(minutes=10)
+INVERTER_LIMIT_REFRESH: Final = timedelta(minutes=5)
+INVERTER_LIMIT_MIN_INTERVAL: Final = timedelta(seconds=10)

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 import random
-from typing import Any, TypedDict, override
+from typing import TYPE_CHECKING, Any, TypedDict, override
 
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import EVENT_HOMEASSISTANT_STOP
@@ -64,6 +64,9 @@ from .protocol import (
 )
 from .protocol.push import Signal, Welcome
 from .signals import Outlook, ReceivedEvent, outlook
+
+if TYPE_CHECKING:
+    from .inverter import InverterCoordinator
 
 # Stale versions that a delivery path explains by itself (a resync or a replay racing a newer
 # version) are dropped quietly; only the ones nothing explains count as rejections.
@@ -129,6 +132,8 @@ class SmartCommunityData:
 
     coordinator: SmartCommunityCoordinator
     community_device_id: str
+    # The home's SunSpec inverters, by config subentry id.
+    inverters: dict[str, InverterCoordinator] = field(default_factory=dict)
 
 
 type SmartCommunityConfigEntry = ConfigEntry[SmartCommunityData]
