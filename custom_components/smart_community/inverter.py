@@ -88,6 +88,8 @@ class InverterCoordinator(DataUpdateCoordinator[InverterData]):
             update_interval=INVERTER_POLL_INTERVAL,
         )
         self.subentry = subentry
+        # What the coordinator was set up with: subentries change in place when reconfigured.
+        self.configured = (subentry.title, dict(subentry.data))
         self.client = client
         self.planner = PowerLimitPlanner(LIMIT_RULES)
         self._limit_lock = asyncio.Lock()
@@ -260,10 +262,13 @@ async def async_setup_inverters(hass: HomeAssistant, entry: SmartCommunityConfig
 async def _async_devices_changed(hass: HomeAssistant, entry: SmartCommunityConfigEntry) -> None:
     """Reload the home when an inverter was added, changed or removed."""
     running = {
-        subentry_id: coordinator.subentry
+        subentry_id: coordinator.configured
         for subentry_id, coordinator in entry.runtime_data.inverters.items()
     }
-    configured = {subentry.subentry_id: subentry for subentry in inverter_subentries(entry)}
+    configured = {
+        subentry.subentry_id: (subentry.title, dict(subentry.data))
+        for subentry in inverter_subentries(entry)
+    }
     if running != configured:
         hass.config_entries.async_schedule_reload(entry.entry_id)
 

@@ -175,7 +175,8 @@ class SunSpecClient:
         async with self._lock:
             try:
                 async with asyncio.timeout(TIMEOUT * 2):
-                    if not self._client.connected and not await self._client.connect():
+                    # The transaction layer's connect: the client's own adds a fixed sleep.
+                    if not self._client.connected and not await self._client.ctx.connect():
                         raise SunSpecConnectionError(f"cannot connect to {self.host}:{self.port}")
                     response = await send()
             except TimeoutError as err:

@@ -8,6 +8,7 @@ store them.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from pymodbus.constants import ExcCodes
@@ -58,9 +59,12 @@ class SunSpecInverter:
         """Lay out the map; the inverter produces 4.2 kW and has made 12.345 MWh."""
         self.unit_id = unit_id
         self.base = base
-        self.port = free_port()
+        self.port = 0  # chosen when it first listens
         self.writes: list[Write] = []
         self.refuse_writes = False
+        # Cleared: the inverter keeps its connections open but answers nothing.
+        self.answering = asyncio.Event()
+        self.answering.set()
         self._server: ModbusTcpServer | None = None
         common = (
             _string(manufacturer, 16)
@@ -99,6 +103,7 @@ class SunSpecInverter:
 
     async def start(self) -> None:
         """Listen (again) on the inverter's port."""
+        self.port = self.port or free_port()
         device = SimDevice(
             id=self.unit_id,
             simdata=[SimData(self.base, values=self.registers, datatype=DataType.UINT16)],
@@ -147,6 +152,7 @@ class SunSpecInverter:
         current_registers: list[int],
         set_values: list[int] | list[bool] | None,
     ) -> ExcCodes | None:
+        await self.answering.wait()
         if function_code in WRITE_FUNCTIONS and set_values is not None:
             if self.refuse_writes:
                 return ExcCodes.DEVICE_FAILURE
