@@ -101,14 +101,6 @@ class InverterCoordinator(DataUpdateCoordinator[InverterData]):
         return bool(self.subentry.data[CONF_POWER_LIMIT])
 
     @override
-    async def _async_setup(self) -> None:
-        """Find the inverter's models once; a device that is off is found at a later poll."""
-        try:
-            await self.client.discover()
-        except SunSpecError as err:
-            LOGGER.debug("Inverter %s not discovered yet: %s", self.subentry.title, err)
-
-    @override
     async def _async_update_data(self) -> InverterData:
         """Read the inverter model and the power limit; write what the limit needs now."""
         try:

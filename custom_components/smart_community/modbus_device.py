@@ -112,7 +112,7 @@ class SunSpecClient:
         models: dict[int, ModelLocation] = {}
         address = base + 2
         for _ in range(MAX_MODELS):
-            location = next_model(address, await self._read(address, 2))
+            location = _decoded(partial(next_model, address), await self._read(address, 2))
             if location is None:
                 break
             models.setdefault(location.model_id, location)
@@ -164,24 +164,17 @@ class SunSpecClient:
                     device_id=self.unit_id,
                 )
             )
-            if len(response.registers) != size:
-                raise SunSpecResponseError(
-                    f"asked for {size} registers at {start}, got {len(response.registers)}"
-                )
             registers.extend(response.registers)
         return registers
 
     async def _request(self, send: _Send) -> ModbusPDU:
+        # pymodbus bounds the connect and each answer by TIMEOUT, with one retry.
         async with self._lock:
             try:
-                async with asyncio.timeout(TIMEOUT * 2):
-                    # The transaction layer's connect: the client's own adds a fixed sleep.
-                    if not self._client.connected and not await self._client.ctx.connect():
-                        raise SunSpecConnectionError(f"cannot connect to {self.host}:{self.port}")
-                    response = await send()
-            except TimeoutError as err:
-                self._client.close()
-                raise SunSpecConnectionError(f"{self.host}:{self.port} did not answer") from err
+                # The transaction layer's connect: the client's own adds a fixed sleep.
+                if not self._client.connected and not await self._client.ctx.connect():
+                    raise SunSpecConnectionError(f"cannot connect to {self.host}:{self.port}")
+                response = await send()
             except ModbusException as err:
                 # pymodbus raises for a lost or refused connection and for a missing answer.
                 self._client.close()

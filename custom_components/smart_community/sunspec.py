@@ -129,6 +129,7 @@ def is_marker(registers: Sequence[int]) -> bool:
 
 def next_model(address: int, header: Sequence[int]) -> ModelLocation | None:
     """The model whose header (id, length) was read at ``address``; None at the chain's end."""
+    _check_length(header, 2, "model header")
     model_id, length = header[0], header[1]
     if model_id == END_MODEL:
         return None

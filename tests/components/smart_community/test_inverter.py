@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import timedelta
 from unittest.mock import patch
 
@@ -211,6 +212,42 @@ async def test_add_inverter_errors(
     assert result["type"] is FlowResultType.CREATE_ENTRY
 
 
+def _without_common(inverter: SunSpecInverter) -> None:
+    inverter.registers[2] = 2  # model 1 renumbered: no common model in the chain
+
+
+def _float_inverter(inverter: SunSpecInverter) -> None:
+    inverter.registers[inverter.inverter_at - 2] = 113  # the floating-point three-phase model
+
+
+@pytest.mark.parametrize("damage", [_without_common, _float_inverter])
+async def test_add_inverter_without_the_models_it_needs(
+    hass: HomeAssistant,
+    init_integration: MockConfigEntry,
+    inverter: SunSpecInverter,
+    damage: Callable[[SunSpecInverter], None],
+) -> None:
+    """A SunSpec map without the common model or an integer inverter model is refused."""
+    damage(inverter)
+    flow_id = await _start_flow(hass, init_integration)
+    result = await hass.config_entries.subentries.async_configure(flow_id, _address(inverter))
+    assert result["errors"] == {CONF_UNIT_ID: "not_sunspec"}
+
+
+async def test_add_inverter_with_a_short_controls_model(
+    hass: HomeAssistant, init_integration: MockConfigEntry, inverter: SunSpecInverter
+) -> None:
+    """A model 123 shorter than SunSpec's is not used: the inverter comes without a limit."""
+    assert inverter.controls_at is not None
+    # 22 registers: the last two then read as an empty model (id 0, length 0).
+    inverter.registers[inverter.controls_at - 1] = 22
+    inverter.registers[inverter.controls_at + 22 : inverter.controls_at + 24] = [0, 0]
+    flow_id = await _start_flow(hass, init_integration)
+    result = await hass.config_entries.subentries.async_configure(flow_id, _address(inverter))
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["data"][CONF_POWER_LIMIT] is False
+
+
 async def test_inverter_without_serial_or_controls(
     hass: HomeAssistant, init_integration: MockConfigEntry, socket_enabled: None
 ) -> None:
@@ -401,6 +438,73 @@ async def test_inverter_refuses_the_limit(
         await _set_limit(hass, 30)
     assert raised.value.translation_key == "inverter_limit_refused"
     assert _state(hass, "number", "active_power_limit") == "100.0"
+
+
+async def test_inverter_answers_nonsense(
+    hass: HomeAssistant,
+    with_inverter: MockConfigEntry,
+    inverter: SunSpecInverter,
+    frozen_now: FrozenDateTimeFactory,
+) -> None:
+    """Registers that cannot be what the model says make the inverter unavailable."""
+    inverter.set_inverter(13, 42)  # W_SF beyond SunSpec's -10..10
+    await _tick(hass, frozen_now, POLL)
+    assert _state(hass, "sensor", "ac_power") == STATE_UNAVAILABLE
+    (coordinator,) = with_inverter.runtime_data.inverters.values()
+    assert coordinator.last_exception is not None
+    assert coordinator.last_exception.translation_key == "inverter_invalid_response"
+
+    inverter.set_inverter(13, 0)
+    await _tick(hass, frozen_now, POLL)
+    assert _state(hass, "sensor", "ac_power") == "4200.0"
+
+
+async def test_refresh_refused(
+    hass: HomeAssistant,
+    with_inverter: MockConfigEntry,
+    inverter: SunSpecInverter,
+    frozen_now: FrozenDateTimeFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A poll whose limit write is refused still shows the readings, and says so in the log."""
+    await _set_limit(hass, 70)
+    inverter.set_control(ENA, 0)  # the inverter dropped the limit...
+    inverter.refuse_writes = True  # ...and refuses it now
+    await _tick(hass, frozen_now, POLL)
+    assert "refused its power limit" in caplog.text
+    assert _state(hass, "sensor", "ac_power") == "4200.0"
+    assert _state(hass, "number", "active_power_limit") == "100.0"
+    assert inverter.control_writes() == [_hold(70)]
+
+
+async def test_inverter_lost_its_controls(
+    hass: HomeAssistant,
+    mock_config_entry: MockConfigEntry,
+    bridge: FakeBridge,
+    frozen_now: FrozenDateTimeFactory,
+    socket_enabled: None,
+) -> None:
+    """Model 123 gone since the inverter was added (new firmware): the limit is refused."""
+    plain = SunSpecInverter(controls=False)
+    await plain.start()
+    try:
+        subentry = inverter_subentry(plain)
+        subentry["data"] = {**subentry["data"], CONF_POWER_LIMIT: True}
+        entry = MockConfigEntry(
+            domain=DOMAIN,
+            title=mock_config_entry.title,
+            unique_id=mock_config_entry.unique_id,
+            data=dict(mock_config_entry.data),
+            subentries_data=[subentry],
+        )
+        await async_setup_integration(hass, entry)
+        assert _state(hass, "number", "active_power_limit") == "unknown"
+        with pytest.raises(HomeAssistantError) as raised:
+            await _set_limit(hass, 50)
+        assert raised.value.translation_key == "inverter_limit_refused"
+        assert not plain.writes
+    finally:
+        await plain.stop()
 
 
 async def test_inverter_off_at_setup(

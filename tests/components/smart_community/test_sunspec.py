@@ -31,6 +31,8 @@ def test_marker_and_chain() -> None:
     assert not is_marker([0x5375, 0x6E54])
     assert next_model(40002, [1, 65]) == ModelLocation(model_id=1, address=40004, length=65)
     assert next_model(40200, [0xFFFF, 0]) is None
+    with pytest.raises(SunSpecDecodeError, match="model header"):
+        next_model(40200, [1])
 
 
 def test_strings() -> None:
