@@ -548,3 +548,5 @@ async def test_removing_the_inverter(
     assert not with_inverter.runtime_data.inverters
     registry = er.async_get(hass)
     assert not registry.async_get_entity_id("sensor", DOMAIN, f"{UNIQUE}_ac_power")
+    devices = dr.async_get(hass)
+    assert devices.async_get_device_by_identifier((DOMAIN, UNIQUE), with_inverter.entry_id) is None
