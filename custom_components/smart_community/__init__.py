@@ -17,6 +17,7 @@ from .coordinator import (
     SmartCommunityData,
     stored_state,
 )
+from .inverter import async_setup_inverters, device_identifier, inverter_subentries
 from .services import async_setup_services
 
 PLATFORMS = [
@@ -24,6 +25,7 @@ PLATFORMS = [
     Platform.SENSOR,
     Platform.CALENDAR,
     Platform.EVENT,
+    Platform.NUMBER,
 ]
 
 CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
@@ -57,6 +59,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: SmartCommunityConfigEntr
         coordinator=coordinator, community_device_id=community_device.id
     )
     coordinator.async_start_push()
+    await async_setup_inverters(hass, entry)
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     return True
 
@@ -81,5 +84,9 @@ async def async_remove_config_entry_device(
 ) -> bool:
     """Let the resident delete a device the entry no longer provides, never its current ones."""
     placement = entry.runtime_data.coordinator.placement
-    current = {(DOMAIN, placement.community), (DOMAIN, f"{placement.community}/{placement.home}")}
+    current = {
+        (DOMAIN, placement.community),
+        (DOMAIN, f"{placement.community}/{placement.home}"),
+        *(device_identifier(subentry) for subentry in inverter_subentries(entry)),
+    }
     return current.isdisjoint(device.identifiers)

@@ -38,3 +38,17 @@ DEMAND_RESPONSE_HISTORY_SIZE: Final = 1000
 # are refused once clocks are a minute apart, so the warning comes before that.
 BRIDGE_UNREACHABLE_AFTER: Final = timedelta(hours=1)
 CLOCK_SKEW_LIMIT: Final = timedelta(seconds=30)
+# Devices the home drives, each a config subentry of the home's entry.
+SUBENTRY_INVERTER: Final = "inverter"
+CONF_UNIT_ID: Final = "unit_id"
+CONF_MANUFACTURER: Final = "manufacturer"
+CONF_MODEL: Final = "model"
+CONF_SERIAL: Final = "serial"
+CONF_VERSION: Final = "version"
+CONF_POWER_LIMIT: Final = "power_limit"
+INVERTER_POLL_INTERVAL: Final = timedelta(seconds=30)
+# An inverter limit lapses this long after its last write unless written again; it is written
+# again halfway, and never more often than every MIN_INTERVAL.
+INVERTER_LIMIT_REVERT: Final = timedelta(minutes=10)
+INVERTER_LIMIT_REFRESH: Final = timedelta(minutes=5)
+INVERTER_LIMIT_MIN_INTERVAL: Final = timedelta(seconds=10)

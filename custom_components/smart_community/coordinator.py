@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 import random
-from typing import Any, NotRequired, TypedDict, override
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict, override
 
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import EVENT_HOMEASSISTANT_STOP
@@ -87,6 +87,9 @@ from .signals import (
     is_price_event,
     outlook,
 )
+
+if TYPE_CHECKING:
+    from .inverter import InverterCoordinator
 
 # Stale versions that a delivery path explains by itself (a resync or a replay racing a newer
 # version) are dropped quietly; only the ones nothing explains count as rejections.
@@ -176,6 +179,8 @@ class SmartCommunityData:
 
     coordinator: SmartCommunityCoordinator
     community_device_id: str
+    # The home's SunSpec inverters, by config subentry id.
+    inverters: dict[str, InverterCoordinator] = field(default_factory=dict)
 
 
 type SmartCommunityConfigEntry = ConfigEntry[SmartCommunityData]

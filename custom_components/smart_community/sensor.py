@@ -13,14 +13,22 @@ from homeassistant.components.sensor import (
     SensorEntityDescription,
     SensorStateClass,
 )
-from homeassistant.const import EntityCategory, UnitOfPower
+from homeassistant.const import (
+    EntityCategory,
+    UnitOfEnergy,
+    UnitOfFrequency,
+    UnitOfPower,
+    UnitOfTemperature,
+)
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .coordinator import SignalState, SmartCommunityConfigEntry
 from .entity import Device, SmartCommunityEntity, SmartCommunityEntityDescription
+from .inverter import InverterData, InverterEntity
 from .prices import PriceLevel
 from .signals import PriceInterval, price_unit
+from .sunspec import InverterStatus
 
 PARALLEL_UPDATES = 0
 
@@ -177,6 +185,11 @@ async def async_setup_entry(
     async_add_entities(
         SmartCommunitySensor(entry, description, description.device) for description in SENSORS
     )
+    for subentry_id, coordinator in entry.runtime_data.inverters.items():
+        async_add_entities(
+            (InverterSensor(coordinator, description) for description in INVERTER_SENSORS),
+            config_subentry_id=subentry_id,
+        )
 
 
 class SmartCommunitySensor(SmartCommunityEntity, SensorEntity):
@@ -207,3 +220,84 @@ class SmartCommunitySensor(SmartCommunityEntity, SensorEntity):
         if (attributes_fn := self.entity_description.attributes_fn) is None:
             return None
         return attributes_fn(self.coordinator.data)
+
+
+@dataclass(frozen=True, kw_only=True)
+class InverterSensorEntityDescription(SensorEntityDescription):
+    """Describes a sensor of a SunSpec inverter."""
+
+    value_fn: Callable[[InverterData], float | str | None]
+
+
+INVERTER_SENSORS: tuple[InverterSensorEntityDescription, ...] = (
+    InverterSensorEntityDescription(
+        key="ac_power",
+        translation_key="inverter_ac_power",
+        device_class=SensorDeviceClass.POWER,
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=UnitOfPower.WATT,
+        suggested_display_precision=0,
+        value_fn=lambda data: data.reading.ac_power,
+    ),
+    InverterSensorEntityDescription(
+        key="lifetime_energy",
+        translation_key="inverter_lifetime_energy",
+        device_class=SensorDeviceClass.ENERGY,
+        state_class=SensorStateClass.TOTAL_INCREASING,
+        native_unit_of_measurement=UnitOfEnergy.WATT_HOUR,
+        suggested_unit_of_measurement=UnitOfEnergy.KILO_WATT_HOUR,
+        suggested_display_precision=1,
+        value_fn=lambda data: data.reading.lifetime_energy,
+    ),
+    InverterSensorEntityDescription(
+        key="status",
+        translation_key="inverter_status",
+        device_class=SensorDeviceClass.ENUM,
+        options=[status.name.lower() for status in InverterStatus],
+        value_fn=lambda data: data.reading.status.name.lower() if data.reading.status else None,
+    ),
+    InverterSensorEntityDescription(
+        key="dc_power",
+        translation_key="inverter_dc_power",
+        device_class=SensorDeviceClass.POWER,
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=UnitOfPower.WATT,
+        suggested_display_precision=0,
+        entity_registry_enabled_default=False,
+        value_fn=lambda data: data.reading.dc_power,
+    ),
+    InverterSensorEntityDescription(
+        key="frequency",
+        translation_key="inverter_frequency",
+        device_class=SensorDeviceClass.FREQUENCY,
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=UnitOfFrequency.HERTZ,
+        suggested_display_precision=2,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        entity_registry_enabled_default=False,
+        value_fn=lambda data: data.reading.frequency,
+    ),
+    InverterSensorEntityDescription(
+        key="cabinet_temperature",
+        translation_key="inverter_cabinet_temperature",
+        device_class=SensorDeviceClass.TEMPERATURE,
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=UnitOfTemperature.CELSIUS,
+        suggested_display_precision=1,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        entity_registry_enabled_default=False,
+        value_fn=lambda data: data.reading.cabinet_temperature,
+    ),
+)
+
+
+class InverterSensor(InverterEntity, SensorEntity):
+    """A sensor of a SunSpec inverter, from its last poll."""
+
+    entity_description: InverterSensorEntityDescription
+
+    @property
+    @override
+    def native_value(self) -> float | str | None:
+        """The sensor's value."""
+        return self.entity_description.value_fn(self.coordinator.data)

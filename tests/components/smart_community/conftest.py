@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 from unittest.mock import patch
 
 from freezegun.api import FrozenDateTimeFactory
-from homeassistant.const import CONF_API_TOKEN, CONF_URL
+from homeassistant.config_entries import ConfigSubentryData
+from homeassistant.const import CONF_API_TOKEN, CONF_HOST, CONF_PORT, CONF_URL
 from homeassistant.core import Event, EventStateChangedData, HomeAssistant, State, callback
 from homeassistant.helpers.event import async_track_state_change_event
 from homeassistant.util import dt as dt_util
@@ -21,13 +22,21 @@ from pytest_homeassistant_custom_component.common import (
 
 from custom_components.smart_community.const import (
     CONF_KEYS,
+    CONF_MANUFACTURER,
+    CONF_MODEL,
     CONF_PLACEMENT,
+    CONF_POWER_LIMIT,
+    CONF_SERIAL,
+    CONF_UNIT_ID,
+    CONF_VERSION,
     DOMAIN,
     RECONNECT_MAXIMUM,
+    SUBENTRY_INVERTER,
 )
 from custom_components.smart_community.protocol import Placement, jwks
 
 from .fake_bridge import FakeBridge, FakeGrid
+from .sunspec_inverter import SunSpecInverter
 
 PLACEMENT = Placement(community="c1", feeder="f1", transformer="t1", home="h1")
 CREDENTIAL = "home-h1-credential"
@@ -200,3 +209,31 @@ async def wait_for_state(
         return await matched
     finally:
         unsubscribe()
+
+
+@pytest.fixture
+async def inverter(socket_enabled: None) -> AsyncGenerator[SunSpecInverter]:
+    """A SunSpec inverter served by pymodbus on 127.0.0.1."""
+    device = SunSpecInverter()
+    await device.start()
+    yield device
+    await device.stop()
+
+
+def inverter_subentry(inverter: SunSpecInverter) -> ConfigSubentryData:
+    """The subentry that adding ``inverter`` through its flow creates."""
+    return ConfigSubentryData(
+        data={
+            CONF_HOST: inverter.host,
+            CONF_PORT: inverter.port,
+            CONF_UNIT_ID: inverter.unit_id,
+            CONF_MANUFACTURER: "Fronius",
+            CONF_MODEL: "Symo 8.2-3-M",
+            CONF_SERIAL: "28176543",
+            CONF_VERSION: "3.14.1-2",
+            CONF_POWER_LIMIT: inverter.controls_at is not None,
+        },
+        subentry_type=SUBENTRY_INVERTER,
+        title="Fronius Symo 8.2-3-M",
+        unique_id="fronius_28176543",
+    )

@@ -20,7 +20,7 @@ from homeassistant.components.automation.config import AUTOMATION_BLUEPRINT_SCHE
 from homeassistant.components.automation.helpers import async_get_blueprints
 from homeassistant.components.blueprint import Blueprint, importer
 from homeassistant.components.blueprint.const import BLUEPRINT_FOLDER
-from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNAVAILABLE
+from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNAVAILABLE, Platform
 from homeassistant.core import HomeAssistant, ServiceCall
 from homeassistant.helpers import selector
 from homeassistant.setup import async_setup_component
@@ -137,8 +137,10 @@ def test_selectors_pick_this_integrations_entities(name: str) -> None:
     """An input that picks one of the integration's entities offers only the integration's.
 
     Only the integration's own platforms are filtered to it; inputs picking the devices to
-    control (switches, thermostats) offer any integration's.
+    control (switches, thermostats) offer any integration's. The integration's numbers are
+    devices to control too (an inverter's power limit), so a number input may offer any.
     """
+    signal_platforms = set(PLATFORMS) - {Platform.NUMBER}
     own = 0
     for key, blueprint_input in _load(name).inputs.items():
         for entity_filter in _entity_filters(blueprint_input):
@@ -150,7 +152,7 @@ def test_selectors_pick_this_integrations_entities(name: str) -> None:
                 assert set(domains) <= set(PLATFORMS), key
                 own += 1
             else:
-                assert not set(domains) & set(PLATFORMS), f"{key}: filter to {DOMAIN}"
+                assert not set(domains) & signal_platforms, f"{key}: filter to {DOMAIN}"
     assert own, "a Smart Community blueprint reads at least one of the integration's entities"
 
 
@@ -488,10 +490,11 @@ async def test_charge_ev_on_cheap_power_outside_demand_response(
 ) -> None:
     """Charging follows the price limit, and demand response overrides a cheap price."""
     await async_setup_switches(hass, charger=False)
-    set_value = async_mock_service(hass, "number", "set_value")
     bridge.serve(grid.sign(price_event("tou", start=NOW, prices=[0.9, 0.3, 0.3, 0.9])))
     bridge.serve(grid.sign(dr_event("peak", start=NOW + 1.5 * HOUR, duration="PT15M")))
     await async_setup_integration(hass, mock_config_entry)
+    # After the integration's own number platform has loaded the real service.
+    set_value = async_mock_service(hass, "number", "set_value")
     await async_use_blueprint(
         hass,
         "ev_charging.yaml",

@@ -25,6 +25,7 @@ from homeassistant import const as ha_const
 import homeassistant.components as ha_components
 from homeassistant.components.brands.const import ALLOWED_IMAGES
 from homeassistant.components.event import ATTR_EVENT_TYPES, EventEntity
+from homeassistant.config_entries import ConfigFlow
 from homeassistant.const import ATTR_FRIENDLY_NAME
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError
@@ -271,7 +272,8 @@ def test_translation_keys_valid() -> None:
             for section in ("state", "state_attributes"):
                 for name in entity.get(section, {}):
                     assert RE_TRANSLATION_KEY.match(name), f"{key}: {name}"
-    for step_id, step in EN["config"]["step"].items():
+    flows = [EN["config"], *EN.get("config_subentries", {}).values()]
+    for step_id, step in (item for flow in flows for item in flow["step"].items()):
         assert set(step.get("data_description", {})) <= set(step.get("data", {})), step_id
 
 
@@ -280,13 +282,14 @@ async def test_home_assistant_loads_every_language(hass: HomeAssistant) -> None:
     # The loader needs to know the integration before it looks for its translations.
     await async_get_custom_components(hass)
     for language, tree in TRANSLATIONS.items():
-        loaded = await async_get_translations(hass, language, "entity", {DOMAIN})
-        expected = {
-            f"component.{DOMAIN}.entity.{'.'.join(path[1:])}": text
-            for path, text in _strings(tree)
-            if path[0] == "entity"
-        }
-        assert loaded == expected, language
+        for category in ("entity", "config_subentries"):
+            loaded = await async_get_translations(hass, language, category, {DOMAIN})
+            expected = {
+                f"component.{DOMAIN}.{category}.{'.'.join(path[1:])}": text
+                for path, text in _strings(tree)
+                if path[0] == category
+            }
+            assert loaded == expected, f"{language}: {category}"
 
 
 # The code against the strings.
@@ -518,16 +521,42 @@ def _is_errors_entry(node: ast.AST) -> bool:
     )
 
 
-def _config_flow_strings() -> FlowStrings:
+def _flow_nodes(flow_class: type) -> tuple[list[ast.AST], ModuleType]:
+    """A flow class's definition and the module-level helpers and constants it refers to."""
     path = INTEGRATION / "config_flow.py"
     module = _module(path)
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    top: dict[str, ast.AST] = {}
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            top[node.name] = node
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            top.update({t.id: node for t in targets if isinstance(t, ast.Name)})
+    pending, seen = [flow_class.__name__], set()
+    while pending:
+        name = pending.pop()
+        if name in seen or name not in top:
+            continue
+        seen.add(name)
+        # Another flow class is its own flow, not a helper of this one.
+        pending.extend(
+            node.id
+            for node in ast.walk(top[name])
+            if isinstance(node, ast.Name) and not isinstance(vars(module).get(node.id), type)
+        )
+    return [top[name] for name in seen], module
+
+
+def _config_flow_strings(flow_class: type) -> FlowStrings:
+    roots, module = _flow_nodes(flow_class)
     found = FlowStrings(steps={}, fields=set(), errors=set(), aborts=set())
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in (node for root in roots for node in ast.walk(root)):
         if _is_errors_entry(node):
             assert isinstance(node, ast.Assign)
             if not isinstance(node.value, ast.Call):  # a helper's result: its returns count below
                 found.errors.add(_constant(node.value, module))
-        if isinstance(node, ast.FunctionDef) and node.name == "_error_key":
+        if isinstance(node, ast.FunctionDef) and node.name.endswith("error_key"):
             found.errors.update(
                 _constant(ret.value, module)
                 for ret in ast.walk(node)
@@ -556,10 +585,32 @@ def _config_flow_strings() -> FlowStrings:
     return found
 
 
-def test_config_flow_translations() -> None:
-    """Every step, field, error and abort reason of the config flow has its string."""
-    flow = _config_flow_strings()
-    config = EN["config"]
+def _flows() -> list[tuple[type, dict[str, Any]]]:
+    """The config flow and each subentry flow, with the strings each one shows."""
+    config_flow = _module(INTEGRATION / "config_flow.py")
+    flow_class = next(
+        value
+        for value in vars(config_flow).values()
+        if isinstance(value, type)
+        and issubclass(value, ConfigFlow)
+        and value.__module__ == config_flow.__name__
+    )
+    flows = [(flow_class, EN["config"])]
+    subentry_types = flow_class.async_get_supported_subentry_types(MockConfigEntry(domain=DOMAIN))
+    assert set(subentry_types) == set(EN.get("config_subentries", {}))
+    for subentry_type, subentry_flow in subentry_types.items():
+        strings = EN["config_subentries"][subentry_type]
+        # The add button and the kind of subentry, as the integration's page shows them.
+        assert strings["initiate_flow"]["user"], subentry_type
+        assert strings["entry_type"], subentry_type
+        flows.append((subentry_flow, strings))
+    return flows
+
+
+@pytest.mark.parametrize(("flow_class", "config"), _flows())
+def test_config_flow_translations(flow_class: type, config: dict[str, Any]) -> None:
+    """Every step, field, error and abort reason of each flow has its string."""
+    flow = _config_flow_strings(flow_class)
     assert set(flow.steps) == set(config["step"])
     for step_id, placeholders in flow.steps.items():
         description = config["step"][step_id].get("description", "")
