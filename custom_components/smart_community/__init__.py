@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from homeassistant.const import CONF_API_TOKEN, CONF_URL, Platform
 from homeassistant.core import HomeAssistant
-from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers import config_validation as cv, device_registry as dr
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
+from homeassistant.helpers.typing import ConfigType
 
 from .bridge_client import BridgeClient
 from .const import DOMAIN, MANUFACTURER
@@ -15,8 +16,18 @@ from .coordinator import (
     SmartCommunityData,
     stored_state,
 )
+from .reporter import UplinkReporter, uplink_store
+from .responder import LoadResponder, response_store
+from .services import async_setup_services
 
-PLATFORMS = [Platform.BINARY_SENSOR, Platform.SENSOR]
+PLATFORMS = [Platform.BINARY_SENSOR, Platform.SENSOR, Platform.SWITCH]
+CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
+
+
+async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
+    """Register the integration's actions."""
+    async_setup_services(hass)
+    return True
 
 
 async def async_setup_entry(hass: HomeAssistant, entry: SmartCommunityConfigEntry) -> bool:
@@ -37,10 +48,20 @@ async def async_setup_entry(hass: HomeAssistant, entry: SmartCommunityConfigEntr
         translation_key="community",
         translation_placeholders={"community": community},
     )
+    reporter = UplinkReporter(hass, entry, coordinator, client)
+    responder = LoadResponder(hass, entry, coordinator, reporter)
     entry.runtime_data = SmartCommunityData(
-        coordinator=coordinator, community_device_id=community_device.id
+        coordinator=coordinator,
+        community_device_id=community_device.id,
+        reporter=reporter,
+        responder=responder,
     )
     coordinator.async_start_push()
+    # Unloading runs these last first: the responder stops before the reporter it feeds.
+    await reporter.async_start()
+    entry.async_on_unload(reporter.async_stop)
+    await responder.async_start()
+    entry.async_on_unload(responder.async_stop)
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     return True
 
@@ -53,3 +74,5 @@ async def async_unload_entry(hass: HomeAssistant, entry: SmartCommunityConfigEnt
 async def async_remove_entry(hass: HomeAssistant, entry: SmartCommunityConfigEntry) -> None:
     """Forget what the home stored once its entry is deleted."""
     await stored_state(hass, entry.entry_id).async_remove()
+    await response_store(hass, entry.entry_id).async_remove()
+    await uplink_store(hass, entry.entry_id).async_remove()

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 import random
-from typing import Any, TypedDict, override
+from typing import TYPE_CHECKING, Any, TypedDict, override
 
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import EVENT_HOMEASSISTANT_STOP
@@ -64,6 +64,10 @@ from .protocol import (
 )
 from .protocol.push import Signal, Welcome
 from .signals import Outlook, ReceivedEvent, outlook
+
+if TYPE_CHECKING:
+    from .reporter import UplinkReporter
+    from .responder import LoadResponder
 
 # Stale versions that a delivery path explains by itself (a resync or a replay racing a newer
 # version) are dropped quietly; only the ones nothing explains count as rejections.
@@ -129,6 +133,8 @@ class SmartCommunityData:
 
     coordinator: SmartCommunityCoordinator
     community_device_id: str
+    reporter: UplinkReporter
+    responder: LoadResponder
 
 
 type SmartCommunityConfigEntry = ConfigEntry[SmartCommunityData]

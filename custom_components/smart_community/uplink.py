@@ -509,12 +509,14 @@ def _ended_slots(event: Event, received_at: datetime, first: int, now: datetime)
     ]
 
 
-def requests_telemetry(event: Event, *, received_at: datetime, now: datetime) -> bool:
-    """Whether the event asks for telemetry the home gives, now (within its lifespan)."""
+def requests_telemetry(
+    event: Event, *, received_at: datetime, start: datetime, end: datetime
+) -> bool:
+    """Whether the event asks for telemetry the home gives during any of [start, end)."""
     if not requested(event):
         return False
     window = event_window(event, received_at=received_at)
-    return window is not None and window[0] <= now and (window[1] is None or now < window[1])
+    return window is not None and window[0] < end and (window[1] is None or start < window[1])
 
 
 # --- grid connection -------------------------------------------------------------------------

@@ -171,6 +171,7 @@ class FakeBridge:
         self.report_status = 201
         # Resources (PV systems asking for a grid connection) the home registered.
         self.resources: list[dict[str, Any]] = []
+        self.resource_status = 201
         self._sockets: set[web.WebSocketResponse] = set()
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
@@ -355,6 +356,10 @@ class FakeBridge:
 
     async def _post_resource(self, request: web.Request) -> web.Response:
         body = await request.json()
+        if self.resource_status != 201:
+            return _problem(
+                self.resource_status, "Refused", "MAX_POWER_EXPORT: above the hosting capacity"
+            )
         if not isinstance(body.get("resourceName"), str):
             return _problem(400, "Bad Request", "resourceName: required property is missing")
         stored = {

@@ -454,12 +454,13 @@ def test_device_translations() -> None:
 
 @dataclass(kw_only=True)
 class FlowStrings:
-    """The strings the config flow refers to."""
+    """The strings a flow (the config flow or the options flow) refers to."""
 
     steps: dict[str, frozenset[str] | None]  # step id: its description's placeholders
     fields: set[str]
     errors: set[str]
     aborts: set[str]
+    menus: dict[str, set[str]]  # step id: its menu options
 
 
 def _is_errors_entry(node: ast.AST) -> bool:
@@ -472,29 +473,43 @@ def _is_errors_entry(node: ast.AST) -> bool:
     )
 
 
-def _config_flow_strings() -> FlowStrings:
-    path = INTEGRATION / "config_flow.py"
-    module = _module(path)
-    found = FlowStrings(steps={}, fields=set(), errors=set(), aborts=set())
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if _is_errors_entry(node):
-            assert isinstance(node, ast.Assign)
-            if not isinstance(node.value, ast.Call):  # a helper's result: its returns count below
-                found.errors.add(_constant(node.value, module))
-        if isinstance(node, ast.FunctionDef) and node.name == "_error_key":
-            found.errors.update(
-                _constant(ret.value, module)
-                for ret in ast.walk(node)
-                if isinstance(ret, ast.Return) and ret.value is not None
-            )
-        if not isinstance(node, ast.Call):
+def _field_name(node: ast.expr, module: ModuleType) -> Any:
+    """A form field's key: a literal, a module-level name, or a member of one (an enum's)."""
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+        return getattr(vars(module).get(node.value.id), node.attr, None)
+    return _constant(node, module)
+
+
+def _flow_section(node: ast.ClassDef) -> str | None:
+    """Which section of the strings a flow class's steps belong to."""
+    bases = {base.id for base in node.bases if isinstance(base, ast.Name)}
+    if any(base.endswith("ConfigFlow") for base in bases):
+        return "config"
+    if any(base.startswith("OptionsFlow") for base in bases):
+        return "options"
+    return None
+
+
+def _flow_strings(node: ast.AST, module: ModuleType, found: FlowStrings) -> None:
+    """Collect the strings the calls below ``node`` refer to."""
+    for child in ast.walk(node):
+        if _is_errors_entry(child):
+            assert isinstance(child, ast.Assign)
+            if not isinstance(child.value, ast.Call):  # a helper's result: its returns count
+                found.errors.add(_constant(child.value, module))
+        if not isinstance(child, ast.Call):
             continue
-        name = _callee(node, module)[0]
-        keywords = {keyword.arg: keyword.value for keyword in node.keywords}
+        name = _callee(child, module)[0]
+        keywords = {keyword.arg: keyword.value for keyword in child.keywords}
         if name in {"async_show_form", "async_show_menu"}:
-            found.steps[_constant(keywords["step_id"], module)] = _placeholder_keys(
+            step_id = _constant(keywords["step_id"], module)
+            found.steps[step_id] = _placeholder_keys(
                 keywords.get("description_placeholders"), module
             )
+            if name == "async_show_menu":
+                options = keywords["menu_options"]
+                assert isinstance(options, ast.List), step_id
+                found.menus[step_id] = {_constant(item, module) for item in options.elts}
         elif name == "async_abort":
             found.aborts.add(_constant(keywords["reason"], module))
         elif name == "_abort_if_unique_id_configured":
@@ -506,23 +521,49 @@ def _config_flow_strings() -> FlowStrings:
         elif name == "async_set_unique_id":
             found.aborts.add("already_in_progress")
         elif name in {"Required", "Optional"}:
-            found.fields.add(_constant(node.args[0], module))
-    return found
+            found.fields.add(_field_name(child.args[0], module))
 
 
-def test_config_flow_translations() -> None:
-    """Every step, field, error and abort reason of the config flow has its string."""
-    flow = _config_flow_strings()
-    config = EN["config"]
-    assert set(flow.steps) == set(config["step"])
+def _flows_strings() -> dict[str, FlowStrings]:
+    """The strings of each flow of config_flow.py, by the section they belong to."""
+    path = INTEGRATION / "config_flow.py"
+    module = _module(path)
+    flows: dict[str, FlowStrings] = {}
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and (section := _flow_section(node)) is not None:
+            found = flows.setdefault(
+                section, FlowStrings(steps={}, fields=set(), errors=set(), aborts=set(), menus={})
+            )
+            _flow_strings(node, module, found)
+        # The config flow's form errors come from one helper.
+        if isinstance(node, ast.FunctionDef) and node.name == "_error_key":
+            flows.setdefault(
+                "config", FlowStrings(steps={}, fields=set(), errors=set(), aborts=set(), menus={})
+            ).errors.update(
+                _constant(ret.value, module)
+                for ret in ast.walk(node)
+                if isinstance(ret, ast.Return) and ret.value is not None
+            )
+    return flows
+
+
+@pytest.mark.parametrize("section", ["config", "options"])
+def test_config_flow_translations(section: str) -> None:
+    """Every step, field, error, abort reason and menu option of a flow has its string."""
+    flow = _flows_strings()[section]
+    strings = EN[section]
+    assert set(flow.steps) == set(strings["step"])
     for step_id, placeholders in flow.steps.items():
-        description = config["step"][step_id].get("description", "")
-        assert placeholders == _placeholders(description), step_id
+        step = strings["step"][step_id]
+        texts = " ".join(step.get(key, "") for key in ("title", "description"))
+        assert placeholders == _placeholders(texts), step_id
+        assert set(step.get("menu_options", {})) == flow.menus.get(step_id, set()), step_id
     assert flow.fields == {
-        field for step in config["step"].values() for field in step.get("data", {})
+        field for step in strings["step"].values() for field in step.get("data", {})
     }
-    assert flow.errors == set(config.get("error", {}))
-    assert flow.aborts == set(config.get("abort", {}))
+    assert flow.errors == set(strings.get("error", {}))
+    assert flow.aborts == set(strings.get("abort", {}))
 
 
 # Icons: icons.json against the translations.

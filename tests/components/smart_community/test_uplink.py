@@ -356,9 +356,13 @@ def test_what_an_event_asks_for() -> None:
         ]
     )
     assert [d.payload_type for d in requested(event)] == ["DEMAND"]
-    assert requests_telemetry(event, received_at=T0, now=minutes(10))
-    assert not requests_telemetry(event, received_at=T0, now=minutes(60))
-    assert not requests_telemetry(report_event([]), received_at=T0, now=minutes(10))
+    assert requests_telemetry(event, received_at=T0, start=minutes(10), end=minutes(15))
+    assert requests_telemetry(event, received_at=T0, start=minutes(-5), end=minutes(1))
+    assert not requests_telemetry(event, received_at=T0, start=minutes(60), end=minutes(65))
+    assert not requests_telemetry(event, received_at=T0, start=minutes(-5), end=minutes(0))
+    assert not requests_telemetry(
+        report_event([]), received_at=T0, start=minutes(10), end=minutes(15)
+    )
 
 
 def test_grid_connection_request_and_answers() -> None:
