@@ -177,6 +177,7 @@ class UplinkReporter:
         self._progress: dict[str, dict[str, Progress]] = {}
         self._last_default: datetime | None = None
         self.last_reduction: Reduction | None = None
+        self._shed = 0.0
         self._sending = asyncio.Lock()
         self._listeners: list[CALLBACK_TYPE] = []
         self._unsubscribe: list[CALLBACK_TYPE] = []
@@ -233,7 +234,9 @@ class UplinkReporter:
     @callback
     def async_shed(self, now: datetime, power: float) -> None:
         """The load (kW) the engine holds shed from ``now`` on (the device estimate's basis)."""
-        self.history.add(now, {Quantity.SHED_POWER: power})
+        if power != self._shed:
+            self._shed = power
+            self.history.add(now, {Quantity.SHED_POWER: power})
 
     @callback
     def async_notice(self, notice: Notice) -> None:
@@ -284,8 +287,9 @@ class UplinkReporter:
             for quantity in self._sensors
             if (value := self._read(quantity)) is not None
         }
-        if readings:
-            self.history.add(now, readings)
+        # Sampled with the sensors too: a reading holds only so long (uplink.MAX_HOLD).
+        readings[Quantity.SHED_POWER] = self._shed
+        self.history.add(now, readings)
         if self._sensors:
             self._telemetry(now)
         self._store.async_delay_save(self._stored, _HISTORY_SAVE_DELAY)

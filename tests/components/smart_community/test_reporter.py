@@ -15,6 +15,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.smart_community.const import (
     CONF_LOADS,
+    CONF_STALE_AFTER,
     CONF_TELEMETRY,
     CONF_TELEMETRY_INTERVAL,
     DOMAIN,
@@ -37,6 +38,9 @@ from .home_devices import (
 from .test_responder import entry_with, publish
 
 REDUCTION = "sensor.home_h1_reduction_in_last_event"
+# Minute after minute of frozen time makes the push channel's heartbeat time out now and then
+# (the bridge's answer has no time to arrive); these tests are not about a stale signal.
+LONG = {"hours": 3, "minutes": 0, "seconds": 0}
 MINUTE = timedelta(minutes=1)
 TELEMETRY = {
     CONF_TELEMETRY: {
@@ -212,6 +216,7 @@ async def test_fault_description_too_long(hass: HomeAssistant, home: MockConfigE
         {
             CONF_TELEMETRY: {"grid_import_power": GRID_POWER},
             CONF_LOADS: [{"entity_id": HEATER, "nominal_power": 2.0}],
+            CONF_STALE_AFTER: LONG,
         }
     ],
 )
@@ -246,6 +251,31 @@ async def test_reduction_against_the_prior_hour(
     assert await hass.config_entries.async_reload(entry.entry_id)
     await hass.async_block_till_done()
     assert float(hass.states.get(REDUCTION).state) == pytest.approx(2.0)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{CONF_LOADS: [{"entity_id": HEATER, "nominal_power": 2.0}], CONF_STALE_AFTER: LONG}],
+)
+async def test_reduction_estimated_from_the_devices(
+    hass: HomeAssistant,
+    home: MockConfigEntry,
+    bridge: FakeBridge,
+    grid: FakeGrid,
+    frozen_now: FrozenDateTimeFactory,
+) -> None:
+    """Without grid sensors: the heater's 2 kW held shed for an hour is 2 kWh."""
+    start = NOW + timedelta(hours=1)
+    await publish(hass, bridge, grid, dr_event("peak", start=start, duration="PT1H", level=3))
+    await minutes_on(hass, home, frozen_now, 59, 121)
+    reduction = hass.states.get(REDUCTION)
+    assert reduction is not None
+    assert float(reduction.state) == pytest.approx(2.0)
+    assert reduction.attributes["method"] == "device_estimate"
+    assert reduction.attributes["baseline"] is None
+    assert bridge.reports_on("X_TELEMETRY") == []  # no sensors: no telemetry
+    [report] = [r for r in bridge.reports_on("peak") if "DELTA_USAGE" in values(r)]
+    assert values(report) == {"DELTA_USAGE": -2.0}
 
 
 CONNECTION = {
