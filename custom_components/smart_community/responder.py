@@ -263,7 +263,7 @@ class LoadResponder:
         """The load (kW) held shed now."""
         return self.engine.shed_power()
 
-    async def async_participate(self, event_id: str | None, participate: bool) -> Session:
+    async def async_participate(self, event_id: str | None, participate: bool) -> None:
         """Opt in to or out of an event (the current or next one when None)."""
         session = self.engine.sessions.get(event_id) if event_id else self.current
         if session is None or session.ended:
@@ -284,7 +284,6 @@ class LoadResponder:
         if notice is not None:
             self._reporter.async_notice(notice)
         self._async_schedule()
-        return session
 
     # --- following -------------------------------------------------------------------------------
 
