@@ -90,7 +90,7 @@ from smart_community_protocol import (
     format_datetime,
     parse_duration,
 )
-from smart_community_protocol.timing import BEGINNING_OF_TIME
+from smart_community_protocol.timing import BEGINNING_OF_TIME, format_duration as iso_duration
 
 from .config import FusionConfig
 from .fusion import SERIES_TYPES, aggregate_value
@@ -129,19 +129,6 @@ type Series = dict[str, dict[float, float]]  # resource name -> bucket start -> 
 
 
 # --- pure: time -------------------------------------------------------------------------------
-
-
-def iso_duration(seconds: float) -> str:
-    """An ISO 8601 duration for a number of seconds (``PT5M``, ``PT1H30M``, ``PT0S``)."""
-    seconds = max(0.0, seconds)
-    whole = int(seconds)
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    text = "PT" + (f"{hours}H" if hours else "") + (f"{minutes}M" if minutes else "")
-    fraction = seconds - whole
-    if secs or fraction or text == "PT":
-        text += f"{secs + fraction:g}S"
-    return text
 
 
 def _moment(seconds: float) -> str:

@@ -17,7 +17,14 @@ from .coordinator import (
     SmartCommunityData,
     stored_state,
 )
-from .inverter import async_setup_inverters, device_identifier, inverter_subentries
+from .inverter import (
+    async_setup_inverters,
+    device_identifier,
+    inverter_subentries,
+    inverters_changed,
+)
+from .reporter import UplinkReporter, uplink_store
+from .responder import LoadResponder, response_store
 from .services import async_setup_services
 
 PLATFORMS = [
@@ -26,6 +33,7 @@ PLATFORMS = [
     Platform.CALENDAR,
     Platform.EVENT,
     Platform.NUMBER,
+    Platform.SWITCH,
 ]
 
 CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
@@ -55,13 +63,31 @@ async def async_setup_entry(hass: HomeAssistant, entry: SmartCommunityConfigEntr
         translation_key="community",
         translation_placeholders={"community": community},
     )
+    reporter = UplinkReporter(hass, entry, coordinator, client)
+    responder = LoadResponder(hass, entry, coordinator, reporter)
     entry.runtime_data = SmartCommunityData(
-        coordinator=coordinator, community_device_id=community_device.id
+        coordinator=coordinator,
+        community_device_id=community_device.id,
+        reporter=reporter,
+        responder=responder,
+        options=dict(entry.options),
     )
     coordinator.async_start_push()
     await async_setup_inverters(hass, entry)
+    entry.async_on_unload(entry.add_update_listener(_async_entry_updated))
+    # Unloading runs these last first: the responder stops before the reporter it feeds.
+    await reporter.async_start()
+    entry.async_on_unload(reporter.async_stop)
+    await responder.async_start()
+    entry.async_on_unload(responder.async_stop)
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     return True
+
+
+async def _async_entry_updated(hass: HomeAssistant, entry: SmartCommunityConfigEntry) -> None:
+    """Reload the home when its options or its inverters changed (not for what it stores)."""
+    if entry.options != entry.runtime_data.options or inverters_changed(entry):
+        hass.config_entries.async_schedule_reload(entry.entry_id)
 
 
 async def async_unload_entry(hass: HomeAssistant, entry: SmartCommunityConfigEntry) -> bool:
@@ -77,6 +103,8 @@ async def async_remove_entry(hass: HomeAssistant, entry: SmartCommunityConfigEnt
     """Forget what the home stored once its entry is deleted."""
     repairs.async_clear(hass, entry.entry_id, repairs.Issue)
     await stored_state(hass, entry.entry_id).async_remove()
+    await response_store(hass, entry.entry_id).async_remove()
+    await uplink_store(hass, entry.entry_id).async_remove()
 
 
 async def async_remove_config_entry_device(

@@ -7,8 +7,8 @@ the bridge's answers; it does not trust the signed objects it carries, which the
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -17,6 +17,7 @@ from typing import Any, Final
 
 from aiohttp import (
     ClientError,
+    ClientResponse,
     ClientSession,
     ClientWebSocketResponse,
     ContentTypeError,
@@ -61,6 +62,10 @@ class BridgeResponseError(BridgeError):
 
 class EnrollmentRefusedError(BridgeError):
     """The bridge refused the enrollment code: unknown, used already, or expired."""
+
+
+class BridgeRefusedError(BridgeResponseError):
+    """The bridge refused what the home sent as malformed (400); sending it again is useless."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -124,7 +129,7 @@ class BridgeClient:
     async def enroll(self, code: str) -> Enrollment:
         """Exchange a single-use enrollment code for the home's own credential."""
         path = "/enroll"
-        try:
+        with _translated(path):
             async with (
                 asyncio.timeout(self._timeout),
                 self._session.post(self._url.joinpath("enroll"), json={"code": code}) as response,
@@ -134,14 +139,6 @@ class BridgeClient:
                 if response.status != 201:
                     raise _status_error(response.status, path)
                 body = await response.json()
-        except TimeoutError as err:
-            raise BridgeConnectionError(f"{path} timed out") from err
-        except ContentTypeError as err:
-            raise BridgeResponseError(f"{path} did not answer JSON") from err
-        except ClientError as err:
-            raise BridgeConnectionError(f"cannot reach the bridge: {err}") from err
-        except ValueError as err:
-            raise BridgeResponseError(f"{path} answered malformed JSON: {err}") from err
         if not isinstance(body, dict) or not isinstance(body.get("credential"), str):
             raise BridgeResponseError(f"{path} gave no credential")
         return Enrollment(placement=_placement(body, path), credential=body["credential"])
@@ -172,6 +169,18 @@ class BridgeClient:
         query = {"active": "true" if active else "false"}
         return _objects(await self._get("/events", query), "/events")
 
+    async def post_report(self, report: Mapping[str, Any]) -> dict[str, Any]:
+        """Send an OpenADR reportRequest; returns the stored report once it is durable."""
+        return await self._post("/reports", report)
+
+    async def post_resource(self, resource: Mapping[str, Any]) -> dict[str, Any]:
+        """Register an OpenADR resource (a PV system asking for a grid connection)."""
+        return await self._post("/resources", resource)
+
+    async def get_resources(self) -> list[dict[str, Any]]:
+        """The home's own resources, as the bridge holds them."""
+        return _objects(await self._get("/resources"), "/resources")
+
     @asynccontextmanager
     async def push(self, *, since: int) -> AsyncIterator[PushStream]:
         """Open the push channel, resuming after ledger sequence ``since``."""
@@ -201,7 +210,7 @@ class BridgeClient:
 
     async def _get(self, path: str, query: Mapping[str, str] | None = None) -> Any:
         url = self._url.joinpath(path.lstrip("/"))
-        try:
+        with _translated(path):
             async with (
                 asyncio.timeout(self._timeout),
                 self._session.get(url, headers=self._headers, params=query) as response,
@@ -210,14 +219,22 @@ class BridgeClient:
                     raise _status_error(response.status, path)
                 self._note_clock(response.headers.get("Date"))
                 return await response.json()
-        except TimeoutError as err:
-            raise BridgeConnectionError(f"{path} timed out") from err
-        except ContentTypeError as err:
-            raise BridgeResponseError(f"{path} did not answer JSON") from err
-        except ClientError as err:
-            raise BridgeConnectionError(f"cannot reach the bridge: {err}") from err
-        except ValueError as err:
-            raise BridgeResponseError(f"{path} answered malformed JSON: {err}") from err
+
+    async def _post(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        url = self._url.joinpath(path.lstrip("/"))
+        with _translated(path):
+            async with (
+                asyncio.timeout(self._timeout),
+                self._session.post(url, headers=self._headers, json=body) as response,
+            ):
+                if response.status == 400:
+                    raise BridgeRefusedError(f"{path} refused it: {await _detail(response)}")
+                if response.status != 201:
+                    raise _status_error(response.status, path)
+                stored = await response.json()
+        if not isinstance(stored, dict):
+            raise BridgeResponseError(f"{path} did not answer a JSON object")
+        return stored
 
     def _note_clock(self, header: str | None) -> None:
         try:
@@ -226,6 +243,32 @@ class BridgeClient:
             return  # a Date header that is no date tells nothing about the clock
         if sent is not None and sent.tzinfo is not None:
             self.clock_offset = sent - datetime.now(UTC)
+
+
+@contextmanager
+def _translated(path: str) -> Iterator[None]:
+    """Turn what aiohttp and the JSON decoder raise into the client's own errors."""
+    try:
+        yield
+    except TimeoutError as err:
+        raise BridgeConnectionError(f"{path} timed out") from err
+    except ContentTypeError as err:
+        raise BridgeResponseError(f"{path} did not answer JSON") from err
+    except ClientError as err:
+        raise BridgeConnectionError(f"cannot reach the bridge: {err}") from err
+    except ValueError as err:
+        raise BridgeResponseError(f"{path} answered malformed JSON: {err}") from err
+
+
+async def _detail(response: ClientResponse) -> str:
+    """What a problem body says is wrong, else its status."""
+    try:
+        body = await response.json(content_type=None)
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("detail"), str):
+        return str(body["detail"])
+    return f"status {response.status}"
 
 
 def _status_error(status: int, path: str) -> BridgeError:

@@ -25,11 +25,6 @@ RECONNECT_MAXIMUM: Final = timedelta(minutes=5)
 STORAGE_VERSION: Final = 1
 STORAGE_SAVE_DELAY: Final = 1.0
 
-# Options: the length of the next cheapest window, a duration as Home Assistant's duration
-# selector gives it. The options flow sets it.
-CONF_CHEAPEST_WINDOW: Final = "cheapest_window"
-DEFAULT_CHEAPEST_WINDOW: Final = {"hours": 2}
-
 # Past demand-response events stay on the calendar this long, and at most this many of them.
 DEMAND_RESPONSE_HISTORY: Final = timedelta(days=30)
 DEMAND_RESPONSE_HISTORY_SIZE: Final = 1000
@@ -52,3 +47,33 @@ INVERTER_POLL_INTERVAL: Final = timedelta(seconds=30)
 INVERTER_LIMIT_REVERT: Final = timedelta(minutes=10)
 INVERTER_LIMIT_REFRESH: Final = timedelta(minutes=5)
 INVERTER_LIMIT_MIN_INTERVAL: Final = timedelta(seconds=10)
+
+# Options of the load-response engine and of what the home reports upstream.
+CONF_LOADS: Final = "loads"
+CONF_INVERTERS: Final = "inverters"
+CONF_ENTITY_ID: Final = "entity_id"
+CONF_NOMINAL_POWER: Final = "nominal_power"
+CONF_POWER_SENSOR: Final = "power_sensor"
+CONF_TEMPERATURE_OFFSET: Final = "temperature_offset"
+CONF_MINIMUM_VALUE: Final = "minimum_value"
+CONF_RATED_POWER: Final = "rated_power"
+CONF_MAX_SHED_POWER: Final = "max_shed_power"
+CONF_STALE_AFTER: Final = "stale_after"
+CONF_TELEMETRY: Final = "telemetry"
+CONF_TELEMETRY_INTERVAL: Final = "telemetry_interval"
+CONF_CHEAPEST_WINDOW: Final = "cheapest_window"
+
+DEFAULT_NOMINAL_POWER: Final = 1.0  # kW
+DEFAULT_RATED_POWER: Final = 5.0  # kW, an inverter's
+DEFAULT_MAX_SHED_POWER: Final = 5.0  # kW
+DEFAULT_STALE_AFTER: Final = {"hours": 0, "minutes": 15, "seconds": 0}
+DEFAULT_TELEMETRY_INTERVAL: Final = {"hours": 0, "minutes": 5, "seconds": 0}
+DEFAULT_CHEAPEST_WINDOW: Final = {"hours": 2, "minutes": 0, "seconds": 0}
+
+# The engine switches one device at a time, this far apart, so a home never swings its whole
+# load at once; the spread across homes comes from randomizeStart.
+ACTION_SPACING: Final = timedelta(seconds=10)
+# Sensors are read this often for telemetry and the baseline.
+SAMPLE_INTERVAL: Final = timedelta(minutes=1)
+# Reports waiting for the bridge, at most; the oldest telemetry goes first when full.
+MAX_QUEUED_REPORTS: Final = 500

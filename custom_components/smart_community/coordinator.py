@@ -90,6 +90,8 @@ from .signals import (
 
 if TYPE_CHECKING:
     from .inverter import InverterCoordinator
+    from .reporter import UplinkReporter
+    from .responder import LoadResponder
 
 # Stale versions that a delivery path explains by itself (a resync or a replay racing a newer
 # version) are dropped quietly; only the ones nothing explains count as rejections.
@@ -179,6 +181,10 @@ class SmartCommunityData:
 
     coordinator: SmartCommunityCoordinator
     community_device_id: str
+    reporter: UplinkReporter
+    responder: LoadResponder
+    # The options the home was set up with: a change reloads it.
+    options: Mapping[str, Any]
     # The home's SunSpec inverters, by config subentry id.
     inverters: dict[str, InverterCoordinator] = field(default_factory=dict)
 

@@ -248,11 +248,10 @@ async def async_setup_inverters(hass: HomeAssistant, entry: SmartCommunityConfig
         coordinator = InverterCoordinator(hass, entry, subentry, client)
         await coordinator.async_refresh()
         entry.runtime_data.inverters[subentry.subentry_id] = coordinator
-    entry.async_on_unload(entry.add_update_listener(_async_devices_changed))
 
 
-async def _async_devices_changed(hass: HomeAssistant, entry: SmartCommunityConfigEntry) -> None:
-    """Reload the home when an inverter was added, changed or removed."""
+def inverters_changed(entry: SmartCommunityConfigEntry) -> bool:
+    """Whether an inverter was added, changed or removed since the home was set up."""
     running = {
         subentry_id: coordinator.configured
         for subentry_id, coordinator in entry.runtime_data.inverters.items()
@@ -261,8 +260,7 @@ async def _async_devices_changed(hass: HomeAssistant, entry: SmartCommunityConfi
         subentry.subentry_id: (subentry.title, dict(subentry.data))
         for subentry in inverter_subentries(entry)
     }
-    if running != configured:
-        hass.config_entries.async_schedule_reload(entry.entry_id)
+    return running != configured
 
 
 def inverter_diagnostics(entry: SmartCommunityConfigEntry) -> list[dict[str, Any]]:

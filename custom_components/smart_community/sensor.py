@@ -23,7 +23,7 @@ from homeassistant.const import (
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .coordinator import SignalState, SmartCommunityConfigEntry
+from .coordinator import SignalState, SmartCommunityConfigEntry, SmartCommunityData
 from .entity import Device, SmartCommunityEntity, SmartCommunityEntityDescription
 from .inverter import InverterData, InverterEntity
 from .prices import PriceLevel
@@ -185,6 +185,9 @@ async def async_setup_entry(
     async_add_entities(
         SmartCommunitySensor(entry, description, description.device) for description in SENSORS
     )
+    async_add_entities(
+        SmartCommunityResponseSensor(entry, description) for description in RESPONSE_SENSORS
+    )
     for subentry_id, coordinator in entry.runtime_data.inverters.items():
         async_add_entities(
             (InverterSensor(coordinator, description) for description in INVERTER_SENSORS),
@@ -301,3 +304,87 @@ class InverterSensor(InverterEntity, SensorEntity):
     def native_value(self) -> float | str | None:
         """The sensor's value."""
         return self.entity_description.value_fn(self.coordinator.data)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SmartCommunityResponseSensorEntityDescription(SensorEntityDescription):
+    """Describes a sensor of the home's own load response, which needs no signal to show."""
+
+    value_fn: Callable[[SmartCommunityData], float | None]
+    attributes_fn: Callable[[SmartCommunityData], dict[str, Any]] | None = None
+
+
+def _reduction_attributes(data: SmartCommunityData) -> dict[str, Any]:
+    last = data.reporter.last_reduction
+    return {
+        "event_id": last.event_id if last else None,
+        "start": last.start if last else None,
+        "end": last.end if last else None,
+        "baseline": last.baseline if last else None,
+        "measured": last.measured if last else None,
+        "method": last.method if last else None,
+    }
+
+
+RESPONSE_SENSORS: tuple[SmartCommunityResponseSensorEntityDescription, ...] = (
+    SmartCommunityResponseSensorEntityDescription(
+        key="last_event_reduction",
+        translation_key="last_event_reduction",
+        device_class=SensorDeviceClass.ENERGY,
+        native_unit_of_measurement=UnitOfEnergy.KILO_WATT_HOUR,
+        suggested_display_precision=2,
+        value_fn=lambda data: r.reduction if (r := data.reporter.last_reduction) else None,
+        attributes_fn=_reduction_attributes,
+    ),
+    SmartCommunityResponseSensorEntityDescription(
+        key="shed_power",
+        translation_key="shed_power",
+        device_class=SensorDeviceClass.POWER,
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=UnitOfPower.KILO_WATT,
+        suggested_display_precision=2,
+        value_fn=lambda data: data.responder.shed_power,
+    ),
+)
+
+
+class SmartCommunityResponseSensor(SmartCommunityEntity, SensorEntity):
+    """A sensor of what the home itself did: available whether the bridge answers or not."""
+
+    entity_description: SmartCommunityResponseSensorEntityDescription
+
+    def __init__(
+        self,
+        entry: SmartCommunityConfigEntry,
+        description: SmartCommunityResponseSensorEntityDescription,
+    ) -> None:
+        """Attach the sensor to the home's device."""
+        super().__init__(entry, description, Device.HOME)
+        self._data = entry.runtime_data
+
+    @override
+    async def async_added_to_hass(self) -> None:
+        """Follow the responder and the reporter as well as the signals."""
+        await super().async_added_to_hass()
+        self.async_on_remove(self._data.responder.async_add_listener(self.async_write_ha_state))
+        self.async_on_remove(self._data.reporter.async_add_listener(self.async_write_ha_state))
+
+    @property
+    @override
+    def available(self) -> bool:
+        """Always: the figures are the home's own."""
+        return True
+
+    @property
+    @override
+    def native_value(self) -> float | None:
+        """The sensor's value."""
+        return self.entity_description.value_fn(self._data)
+
+    @property
+    @override
+    def extra_state_attributes(self) -> dict[str, Any] | None:
+        """Details beside the value."""
+        if (attributes_fn := self.entity_description.attributes_fn) is None:
+            return None
+        return attributes_fn(self._data)

@@ -81,8 +81,16 @@ class Stack:
             return dict(await response.json())
 
 
+@pytest.fixture
+def bridge_settings() -> dict[str, Any]:
+    """Bridge configuration on top of the stack's own; a test module may override it."""
+    return {}
+
+
 @pytest.fixture(name="stack")
-async def stack_fixture(socket_enabled: None, tmp_path: Path) -> AsyncIterator[Stack]:
+async def stack_fixture(
+    socket_enabled: None, tmp_path: Path, bridge_settings: dict[str, Any]
+) -> AsyncIterator[Stack]:
     grid_port, bridge_port = free_port(), free_port()
     scenario = parse_scenario(
         {
@@ -112,6 +120,7 @@ async def stack_fixture(socket_enabled: None, tmp_path: Path) -> AsyncIterator[S
                     "client_secret": VEN_SECRET,
                     "poll_interval": 300,
                 },
+                **bridge_settings,
             }
         )
     )

@@ -46,6 +46,7 @@ from .timing import (
     event_slots,
     event_window,
     format_datetime,
+    format_duration,
     parse_datetime,
     parse_duration,
 )
@@ -94,6 +95,7 @@ __all__ = [
     "event_slots",
     "event_window",
     "format_datetime",
+    "format_duration",
     "jwks",
     "keys_from_jwks",
     "parse_datetime",

@@ -54,6 +54,19 @@ def format_datetime(value: datetime) -> str:
     return text.removesuffix("+00:00") + "Z"
 
 
+def format_duration(seconds: float) -> str:
+    """An ISO 8601 duration for a number of seconds (``PT5M``, ``PT1H30M``, ``PT0S``)."""
+    seconds = max(0.0, seconds)
+    whole = int(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    text = "PT" + (f"{hours}H" if hours else "") + (f"{minutes}M" if minutes else "")
+    fraction = seconds - whole
+    if secs or fraction or text == "PT":
+        text += f"{secs + fraction:g}S"
+    return text
+
+
 @dataclass(frozen=True, slots=True)
 class Duration:
     """A parsed ISO 8601 duration; ``forever`` for the specification's P9999Y."""

@@ -209,6 +209,12 @@ class FakeBridge:
         self.acks: list[int] = []
         self.since: list[int] = []
         self.requests: list[str] = []
+        # Reports stored (answered 201); set report_status to answer otherwise.
+        self.reports: list[dict[str, Any]] = []
+        self.report_status = 201
+        # Resources (PV systems asking for a grid connection) the home registered.
+        self.resources: list[dict[str, Any]] = []
+        self.resource_status = 201
         self._sockets: set[web.WebSocketResponse] = set()
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
@@ -223,6 +229,9 @@ class FakeBridge:
         app.router.add_get("/programs", self._programs)
         app.router.add_get("/events", self._events)
         app.router.add_get("/ws", self._websocket)
+        app.router.add_post("/reports", self._post_report)
+        app.router.add_get("/resources", self._get_resources)
+        app.router.add_post("/resources", self._post_resource)
         # No access log: it reads the local time zone, which frozen time does not provide.
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -287,6 +296,14 @@ class FakeBridge:
     async def wait_for_requests(self, path: str, count: int) -> None:
         """Wait until ``path`` has been requested ``count`` times in total."""
         await self._wait(lambda: self.requests.count(path) >= count)
+
+    async def wait_for_reports(self, count: int) -> None:
+        """Wait until ``count`` reports have been stored in total."""
+        await self._wait(lambda: len(self.reports) >= count)
+
+    def reports_on(self, event_id: str) -> list[dict[str, Any]]:
+        """The stored reports on an event (or a private event id such as X_TELEMETRY)."""
+        return [r for r in self.reports if r["eventID"] == event_id]
 
     async def wait_for_disconnect(self) -> None:
         """Wait until no push connection is open."""
@@ -381,6 +398,42 @@ class FakeBridge:
             await self._notify()
         return socket
 
+    async def _post_report(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        if self.report_status == 400:
+            return _problem(400, "Bad Request", "resources: required property is missing")
+        if self.report_status != 201:
+            return _problem(self.report_status, "Service Unavailable")
+        if not isinstance(body.get("eventID"), str) or not body.get("resources"):
+            return _problem(400, "Bad Request", "eventID: required property is missing")
+        self.reports.append(body)
+        await self._notify()
+        return web.json_response({**body, "id": f"report-{len(self.reports)}"}, status=201)
 
-def _problem(status: int, title: str) -> web.Response:
-    return web.json_response({"title": title, "status": status}, status=status)
+    async def _get_resources(self, _request: web.Request) -> web.Response:
+        return web.json_response(self.resources)
+
+    async def _post_resource(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        if self.resource_status != 201:
+            return _problem(
+                self.resource_status, "Refused", "MAX_POWER_EXPORT: above the hosting capacity"
+            )
+        if not isinstance(body.get("resourceName"), str):
+            return _problem(400, "Bad Request", "resourceName: required property is missing")
+        stored = {
+            **body,
+            "id": f"resource-{len(self.resources) + 1}",
+            "objectType": "RESOURCE",
+            "venID": self.placement.home,
+            "X_CONNECTION_STATUS": "REQUESTED",
+        }
+        self.resources.append(stored)
+        return web.json_response(stored, status=201)
+
+
+def _problem(status: int, title: str, detail: str | None = None) -> web.Response:
+    body: dict[str, Any] = {"title": title, "status": status}
+    if detail is not None:
+        body["detail"] = detail
+    return web.json_response(body, status=status)

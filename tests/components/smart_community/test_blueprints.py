@@ -20,7 +20,7 @@ from homeassistant.components.automation.config import AUTOMATION_BLUEPRINT_SCHE
 from homeassistant.components.automation.helpers import async_get_blueprints
 from homeassistant.components.blueprint import Blueprint, importer
 from homeassistant.components.blueprint.const import BLUEPRINT_FOLDER
-from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNAVAILABLE, Platform
+from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant, ServiceCall
 from homeassistant.helpers import selector
 from homeassistant.setup import async_setup_component
@@ -132,16 +132,22 @@ def test_inputs_explained_and_defaults_valid(name: str) -> None:
             selector.selector(blueprint_input["selector"])(blueprint_input["default"])
 
 
+# Domains of devices a blueprint controls, which the integration also has platforms of (its
+# participation switch, an inverter's power limit).
+CONTROLLED_DOMAINS = {"switch", "number"}
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_selectors_pick_this_integrations_entities(name: str) -> None:
     """An input that picks one of the integration's entities offers only the integration's.
 
     Only the integration's own platforms are filtered to it; inputs picking the devices to
-    control (switches, thermostats) offer any integration's. The integration's numbers are
+    control (switches, thermostats) offer any integration's, even where the integration has a
+    platform of that domain too (its participation switch). The integration's numbers are
     devices to control too (an inverter's power limit), so a number input may offer any.
     """
-    signal_platforms = set(PLATFORMS) - {Platform.NUMBER}
     own = 0
+    signal_platforms = set(PLATFORMS) - CONTROLLED_DOMAINS
     for key, blueprint_input in _load(name).inputs.items():
         for entity_filter in _entity_filters(blueprint_input):
             domains = entity_filter.get("domain", [])

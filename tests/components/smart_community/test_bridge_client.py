@@ -15,6 +15,7 @@ from custom_components.smart_community.bridge_client import (
     BridgeClient,
     BridgeConnectionError,
     BridgeError,
+    BridgeRefusedError,
     BridgeResponseError,
 )
 from custom_components.smart_community.protocol import jwks
@@ -40,6 +41,7 @@ class Peer:
         """Listen on an ephemeral port."""
         app = web.Application()
         app.router.add_get("/{path:.*}", self._dispatch)
+        app.router.add_post("/{path:.*}", self._dispatch)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -333,3 +335,45 @@ async def test_clock_offset_from_the_date_header(
     await client.get_programs()
     offset = client.clock_offset
     assert (offset.total_seconds() if offset is not None else None) == expected
+
+
+async def test_reports_and_resources_at_the_fake_bridge(
+    socket_enabled: None, session: ClientSession
+) -> None:
+    """Reports and resources go up; the stored ones come back."""
+    bridge = FakeBridge(PLACEMENT, CREDENTIAL, [])
+    await bridge.start()
+    try:
+        client = BridgeClient(bridge.url, CREDENTIAL, session=session)
+        report = {"eventID": "X_TELEMETRY", "clientName": "h1", "resources": [{"x": 1}]}
+        assert (await client.post_report(report))["id"] == "report-1"
+        assert bridge.reports == [report]
+        stored = await client.post_resource({"resourceName": "PV", "attributes": []})
+        assert stored["X_CONNECTION_STATUS"] == "REQUESTED"
+        assert await client.get_resources() == [stored]
+    finally:
+        await bridge.stop()
+
+
+@pytest.mark.parametrize(
+    ("response", "error", "message"),
+    [
+        (_json({"detail": "eventID: required"}, 400), BridgeRefusedError, "eventID: required"),
+        (lambda: web.Response(text="no", status=400), BridgeRefusedError, "status 400"),
+        (_json({}, 503), BridgeConnectionError, "unavailable"),
+        (_json({}, 401), BridgeAuthenticationError, "refused"),
+        (_json([], 201), BridgeResponseError, "JSON object"),
+        (lambda: web.Response(text="<p/>", status=201), BridgeResponseError, "JSON"),
+    ],
+)
+async def test_report_errors(
+    peer: Peer,
+    client: BridgeClient,
+    response: Callable[[], web.StreamResponse],
+    error: type[BridgeError],
+    message: str,
+) -> None:
+    """A refused report says why; an outage is worth trying again; odd answers are errors."""
+    peer.answer("/reports", response)
+    with pytest.raises(error, match=message):
+        await client.post_report({"eventID": "X_TELEMETRY"})

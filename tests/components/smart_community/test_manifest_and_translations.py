@@ -503,12 +503,13 @@ def test_device_translations() -> None:
 
 @dataclass(kw_only=True)
 class FlowStrings:
-    """The strings the config flow refers to."""
+    """The strings a flow (config, options or subentry flow) refers to."""
 
     steps: dict[str, frozenset[str] | None]  # step id: its description's placeholders
     fields: set[str]
     errors: set[str]
     aborts: set[str]
+    menus: dict[str, set[str]]  # step id: its menu options
 
 
 def _is_errors_entry(node: ast.AST) -> bool:
@@ -548,9 +549,16 @@ def _flow_nodes(flow_class: type) -> tuple[list[ast.AST], ModuleType]:
     return [top[name] for name in seen], module
 
 
+def _field_name(node: ast.expr, module: ModuleType) -> Any:
+    """A form field's key: a literal, a module-level name, or a member of one (an enum's)."""
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+        return getattr(vars(module).get(node.value.id), node.attr, None)
+    return _constant(node, module)
+
+
 def _config_flow_strings(flow_class: type) -> FlowStrings:
     roots, module = _flow_nodes(flow_class)
-    found = FlowStrings(steps={}, fields=set(), errors=set(), aborts=set())
+    found = FlowStrings(steps={}, fields=set(), errors=set(), aborts=set(), menus={})
     for node in (node for root in roots for node in ast.walk(root)):
         if _is_errors_entry(node):
             assert isinstance(node, ast.Assign)
@@ -562,31 +570,38 @@ def _config_flow_strings(flow_class: type) -> FlowStrings:
                 for ret in ast.walk(node)
                 if isinstance(ret, ast.Return) and ret.value is not None
             )
-        if not isinstance(node, ast.Call):
-            continue
-        name = _callee(node, module)[0]
-        keywords = {keyword.arg: keyword.value for keyword in node.keywords}
-        if name in {"async_show_form", "async_show_menu"}:
-            found.steps[_constant(keywords["step_id"], module)] = _placeholder_keys(
-                keywords.get("description_placeholders"), module
-            )
-        elif name == "async_abort":
-            found.aborts.add(_constant(keywords["reason"], module))
-        elif name == "_abort_if_unique_id_configured":
-            found.aborts.add("already_configured")
-        elif name == "_abort_if_unique_id_mismatch":
-            found.aborts.add(_constant(keywords["reason"], module))
-        elif name == "async_update_reload_and_abort":
-            found.aborts.update({"reauth_successful", "reconfigure_successful"})
-        elif name == "async_set_unique_id":
-            found.aborts.add("already_in_progress")
-        elif name in {"Required", "Optional"}:
-            found.fields.add(_constant(node.args[0], module))
+        if isinstance(node, ast.Call):
+            _call_strings(node, module, found)
     return found
 
 
+def _call_strings(node: ast.Call, module: ModuleType, found: FlowStrings) -> None:
+    """The strings one call of a flow refers to: a step, an abort reason, a form field."""
+    name = _callee(node, module)[0]
+    keywords = {keyword.arg: keyword.value for keyword in node.keywords}
+    if name in {"async_show_form", "async_show_menu"}:
+        step_id = _constant(keywords["step_id"], module)
+        found.steps[step_id] = _placeholder_keys(keywords.get("description_placeholders"), module)
+        if name == "async_show_menu":
+            options = keywords["menu_options"]
+            assert isinstance(options, ast.List), step_id
+            found.menus[step_id] = {_constant(item, module) for item in options.elts}
+    elif name == "async_abort":
+        found.aborts.add(_constant(keywords["reason"], module))
+    elif name == "_abort_if_unique_id_configured":
+        found.aborts.add("already_configured")
+    elif name == "_abort_if_unique_id_mismatch":
+        found.aborts.add(_constant(keywords["reason"], module))
+    elif name == "async_update_reload_and_abort":
+        found.aborts.update({"reauth_successful", "reconfigure_successful"})
+    elif name == "async_set_unique_id":
+        found.aborts.add("already_in_progress")
+    elif name in {"Required", "Optional"}:
+        found.fields.add(_field_name(node.args[0], module))
+
+
 def _flows() -> list[tuple[type, dict[str, Any]]]:
-    """The config flow and each subentry flow, with the strings each one shows."""
+    """The config flow, the options flow and each subentry flow, with the strings each shows."""
     config_flow = _module(INTEGRATION / "config_flow.py")
     flow_class = next(
         value
@@ -595,8 +610,10 @@ def _flows() -> list[tuple[type, dict[str, Any]]]:
         and issubclass(value, ConfigFlow)
         and value.__module__ == config_flow.__name__
     )
-    flows = [(flow_class, EN["config"])]
-    subentry_types = flow_class.async_get_supported_subentry_types(MockConfigEntry(domain=DOMAIN))
+    entry = MockConfigEntry(domain=DOMAIN)
+    options_flow = type(flow_class.async_get_options_flow(entry))
+    flows = [(flow_class, EN["config"]), (options_flow, EN["options"])]
+    subentry_types = flow_class.async_get_supported_subentry_types(entry)
     assert set(subentry_types) == set(EN.get("config_subentries", {}))
     for subentry_type, subentry_flow in subentry_types.items():
         strings = EN["config_subentries"][subentry_type]
@@ -609,12 +626,14 @@ def _flows() -> list[tuple[type, dict[str, Any]]]:
 
 @pytest.mark.parametrize(("flow_class", "config"), _flows())
 def test_config_flow_translations(flow_class: type, config: dict[str, Any]) -> None:
-    """Every step, field, error and abort reason of each flow has its string."""
+    """Every step, field, error, abort reason and menu option of each flow has its string."""
     flow = _config_flow_strings(flow_class)
     assert set(flow.steps) == set(config["step"])
     for step_id, placeholders in flow.steps.items():
-        description = config["step"][step_id].get("description", "")
-        assert placeholders == _placeholders(description), step_id
+        step = config["step"][step_id]
+        texts = " ".join(step.get(key, "") for key in ("title", "description"))
+        assert placeholders == _placeholders(texts), step_id
+        assert set(step.get("menu_options", {})) == flow.menus.get(step_id, set()), step_id
     assert flow.fields == {
         field for step in config["step"].values() for field in step.get("data", {})
     }
