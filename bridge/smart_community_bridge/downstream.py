@@ -147,34 +147,36 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     )
     await socket.prepare(request)
     relay = request.app[RELAY]
-    ledger = request.app[LEDGER]
     connection = HomeConnection(home, socket, request.transport, config.home_send_buffer)
     relay.register(connection)  # live signals are held while the replay is read
     try:
-        last = await ledger.last_seq()
-        await socket.send_str(
-            encode_welcome(
-                Welcome(
-                    home=home.home,
-                    last_seq=last,
-                    heartbeat=config.heartbeat,
-                    reconnect=config.reconnect,
-                )
-            )
-        )
-        replay = _for_home(await ledger.signals_since(since, now=time.time()), home)
-        for signal in replay:
-            await socket.send_frame(signal_frame(signal), WSMsgType.TEXT)
-        if not connection.finish_replay(replay[-1].seq if replay else since):
-            relay.drop(connection, "too many signals arrived during its replay")
+        await _welcome_and_replay(request, connection, since)
         ingest = request.app[INGEST]
         async for message in socket:
             if message.type is not WSMsgType.TEXT:
                 break
             _take_frame(ingest, connection, message.data)
+    except ConnectionError:
+        pass  # the home went away while the bridge wrote to it: it resumes when it is back
     finally:
         relay.unregister(connection)
     return socket
+
+
+async def _welcome_and_replay(request: web.Request, connection: HomeConnection, since: int) -> None:
+    """The welcome, then every still-valid signal after ``since`` for the home, in order."""
+    config, ledger, relay = request.app[CONFIG], request.app[LEDGER], request.app[RELAY]
+    socket, home = connection.socket, connection.placement
+    last = await ledger.last_seq()
+    welcome = Welcome(
+        home=home.home, last_seq=last, heartbeat=config.heartbeat, reconnect=config.reconnect
+    )
+    await socket.send_str(encode_welcome(welcome))
+    replay = _for_home(await ledger.signals_since(since, now=time.time()), home)
+    for signal in replay:
+        await socket.send_frame(signal_frame(signal), WSMsgType.TEXT)
+    if not connection.finish_replay(replay[-1].seq if replay else since):
+        relay.drop(connection, "too many signals arrived during its replay")
 
 
 def _take_frame(ingest: TelemetryIngest, connection: HomeConnection, text: str) -> None:

@@ -121,7 +121,7 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # Telemetry as each home's time buckets instead of every raw report and reading: raw
     # reports are kept for those that answer events, raw readings for the ones too late for
-    # their bucket. Homes may name reports (reportName) so that a resend is recognised.
+    # their bucket.
     """
     CREATE TABLE home_buckets (
         bucket REAL NOT NULL,
@@ -133,14 +133,6 @@ MIGRATIONS: tuple[str, ...] = (
         maximum REAL NOT NULL,
         PRIMARY KEY (bucket, home_id, payload_type)
     ) WITHOUT ROWID;
-    CREATE TABLE report_keys (
-        home_id TEXT NOT NULL,
-        report_name TEXT NOT NULL,
-        report_id TEXT NOT NULL,
-        received_at REAL NOT NULL,
-        PRIMARY KEY (home_id, report_name)
-    ) WITHOUT ROWID;
-    CREATE INDEX report_keys_by_time ON report_keys (received_at);
     """,
 )
 
@@ -197,7 +189,7 @@ _EVENT_VALUES_REST = (
 
 
 _INSERT_REPORTS = (
-    "INSERT INTO reports (id, home_id, event_id, received_at, body)"
+    "INSERT OR IGNORE INTO reports (id, home_id, event_id, received_at, body)"
     " SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value -> 4 FROM json_each(?)"
 )
 _INSERT_READINGS = (
@@ -209,15 +201,6 @@ _UPSERT_HOME_BUCKETS = (
     "INSERT OR REPLACE INTO home_buckets (bucket, home_id, payload_type, total, count, minimum,"
     " maximum) SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4,"
     " value ->> 5, value ->> 6 FROM json_each(?)"
-)
-_CLAIM_REPORT_KEYS = (
-    "INSERT OR IGNORE INTO report_keys (home_id, report_name, report_id, received_at)"
-    " SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3 FROM json_each(?)"
-    " RETURNING home_id, report_name"
-)
-_KNOWN_REPORT_KEYS = (
-    "SELECT home_id, report_name, report_id FROM report_keys"
-    " WHERE (home_id, report_name) IN (SELECT value ->> 0, value ->> 1 FROM json_each(?))"
 )
 _UPSERT_ROLLUPS = (
     "INSERT OR REPLACE INTO rollups (level, place, payload_type, bucket, total, count, homes,"
@@ -273,24 +256,6 @@ class TelemetryBatch:
     def __init__(self, connection: aiosqlite.Connection) -> None:
         """Write through the ledger's writing connection, inside its open transaction."""
         self._db = connection
-
-    async def claim_names(
-        self, names: Sequence[tuple[str, str, str, float]]
-    ) -> dict[tuple[str, str], str]:
-        """Record (home, reportName, report id, received at) of named reports.
-
-        Returns, for each (home, reportName) stored before, the id it was stored under: the
-        report is a resend, already counted.
-        """
-        if not names:
-            return {}
-        async with self._db.execute(_CLAIM_REPORT_KEYS, (orjson.dumps(names),)) as cursor:
-            claimed = {(str(r[0]), str(r[1])) for r in await cursor.fetchall()}
-        repeated = [name[:2] for name in names if name[:2] not in claimed]
-        if not repeated:
-            return {}
-        async with self._db.execute(_KNOWN_REPORT_KEYS, (orjson.dumps(repeated),)) as cursor:
-            return {(str(r[0]), str(r[1])): str(r[2]) for r in await cursor.fetchall()}
 
     async def store(
         self,
@@ -598,13 +563,12 @@ class Ledger:
             await self._db.execute("DELETE FROM upstream_reports WHERE updated_at < ?", (before,))
 
     async def prune_telemetry(self, raw_before: float, rollups_before: float) -> None:
-        """Drop raw reports, late readings, homes' buckets and report names older than their
-        retention (``raw_before``), and rollups of places older than theirs."""
+        """Drop raw reports, late readings and homes' buckets older than their retention
+        (``raw_before``), and rollups of places older than theirs."""
         async with self._writing:
             await self._db.execute("DELETE FROM reports WHERE received_at < ?", (raw_before,))
             await self._db.execute("DELETE FROM readings WHERE start < ?", (raw_before,))
             await self._db.execute("DELETE FROM home_buckets WHERE bucket < ?", (raw_before,))
-            await self._db.execute("DELETE FROM report_keys WHERE received_at < ?", (raw_before,))
             await self._db.execute("DELETE FROM rollups WHERE bucket < ?", (rollups_before,))
 
     # --- homes ---------------------------------------------------------------------------

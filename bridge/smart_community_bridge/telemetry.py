@@ -5,18 +5,23 @@ batching keeps the cost to one transaction (and one fsync) per batch however man
 
 What is kept of a report: its readings, in the home's own time buckets (and the buckets of its
 transformer, feeder and community); the raw report too when it answers an event (the upstream
-reporter reads those), and the raw readings that came too late for their bucket. A home that
-names its reports (``reportName``, unique per home) may send one again, after a lost answer:
-it is recognised, answered with the id it was stored under, and not counted twice.
+reporter reads those), and the raw readings that came too late for their bucket.
+
+A report's id is a digest of the home and the report's content, so a home that sends a report
+again (its answer was lost) is answered with the same id, and the copy is not counted twice:
+the bridge remembers each home's last ``RECENT_REPORTS`` reports, and a raw report is stored
+once. (A copy that comes after the bridge restarted between storing a report and answering
+it, a window of milliseconds, is counted again.)
 """
 
 from __future__ import annotations
 
+from array import array
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
+import hashlib
 import logging
-import secrets
 import time
 from typing import Any
 
@@ -34,6 +39,9 @@ _LOGGER = logging.getLogger(__name__)
 TELEMETRY_EVENT = "X_TELEMETRY"
 # Answers sent in one go: each is a write to a home's socket, and a batch holds thousands.
 ANSWER_SLICE = 128
+# Reports of each home remembered to recognise a copy: a home resends after a lost answer,
+# within a reconnection, so this covers minutes of a home's telemetry.
+RECENT_REPORTS = 32
 
 
 class ReportRejected(ValueError):
@@ -50,11 +58,49 @@ class _Pending:
     report_id: str
     home: Placement
     event_id: str
-    name: str | None  # reportName, the home's own id for the report
+    digest: int
     body: bytes | None  # the report as JSON, when it is kept raw
     found: list[Reading]
     received_at: float
     done: Stored
+
+
+class RecentReports:
+    """The digests of each home's last ``RECENT_REPORTS`` reports, a few hundred bytes a home."""
+
+    def __init__(self) -> None:
+        """Remember nothing yet."""
+        self._digests: dict[str, array[int]] = {}
+        self._next: dict[str, int] = {}
+
+    def __contains__(self, key: tuple[str, int]) -> bool:
+        """Whether (home, digest) is among the home's recent reports."""
+        home, digest = key
+        digests = self._digests.get(home)
+        return digests is not None and digest in digests
+
+    def add(self, home: str, digest: int) -> None:
+        """Remember a report of a home, forgetting its oldest."""
+        digests = self._digests.get(home)
+        if digests is None:
+            digests = self._digests[home] = array("Q", bytes(8 * RECENT_REPORTS))
+        position = self._next.get(home, 0)
+        digests[position] = digest
+        self._next[home] = (position + 1) % RECENT_REPORTS
+
+    def discard(self, home: str, digest: int) -> None:
+        """Forget a report (its batch failed: a copy is to be taken as new)."""
+        digests = self._digests.get(home)
+        if digests is not None and digest in digests:
+            digests[digests.index(digest)] = 0
+
+
+def report_digest(home: str, data: Any) -> int:
+    """A report's identity: its home and its content, whatever the order of its keys."""
+    content = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+    digest = hashlib.blake2b(content, digest_size=8, person=home.encode()[:16]).digest()
+    # Never 0, which marks an empty place among a home's recent reports.
+    return int.from_bytes(digest) | 1
 
 
 class TelemetryIngest:
@@ -66,6 +112,7 @@ class TelemetryIngest:
         self._config = config
         self._community = community
         self.rollup = Rollup(community, config.bucket_seconds, config.bucket_grace)
+        self._recent = RecentReports()
         self._queue: list[_Pending] = []
         self._wakeup = asyncio.Event()
         self.ingested = 0
@@ -83,7 +130,7 @@ class TelemetryIngest:
 
         Raises ReportRejected (nothing queued) naming what is wrong when the report is not a
         valid OpenADR reportRequest; ``done`` is called once the batch that holds it is
-        committed, or has failed.
+        committed, or has failed (a copy of a report the bridge has is answered at once).
         """
         received_at = time.time()
         try:
@@ -91,14 +138,20 @@ class TelemetryIngest:
             found = readings(data, home, received_at)
         except (ModelError, TimingError) as err:
             raise ReportRejected(str(err)) from err
+        digest = report_digest(home.home, data)
+        report_id = f"report-{digest:016x}"
+        if (home.home, digest) in self._recent:
+            self.repeated += 1
+            done(report_id)
+            return report_id
+        self._recent.add(home.home, digest)
         event_id = data["eventID"]
-        report_id = f"report-{secrets.token_hex(8)}"
         self._queue.append(
             _Pending(
                 report_id,
                 home,
                 event_id,
-                data.get("reportName"),
+                digest,
                 None if event_id == TELEMETRY_EVENT else orjson.dumps(data),
                 found,
                 received_at,
@@ -150,42 +203,25 @@ class TelemetryIngest:
     async def _commit(self, batch: list[_Pending]) -> None:
         try:
             async with self._ledger.telemetry_batch() as transaction:
-                outcome = await self._store(transaction, batch)
+                await self._store(transaction, batch)
         except Exception as err:  # a failed commit fails every report in it, loudly
             _LOGGER.exception("telemetry batch of %d reports not stored", len(batch))
             # The open buckets took in what was not committed: read them back as stored.
             await self.restore()
             for pending in batch:
+                self._recent.discard(pending.home.home, pending.digest)
                 pending.done(err)
             return
-        for start in range(0, len(outcome), ANSWER_SLICE):
+        for start in range(0, len(batch), ANSWER_SLICE):
             if start:
                 await asyncio.sleep(0)  # the rest of the loop's work between slices
-            for pending, stored_as in outcome[start : start + ANSWER_SLICE]:
-                pending.done(stored_as)
+            for pending in batch[start : start + ANSWER_SLICE]:
+                pending.done(pending.report_id)
 
-    async def _store(
-        self, transaction: TelemetryBatch, batch: list[_Pending]
-    ) -> list[tuple[_Pending, str]]:
+    async def _store(self, transaction: TelemetryBatch, batch: list[_Pending]) -> None:
         now = time.time()
-        # A name seen twice in one batch is a resend of the first.
-        first: dict[tuple[str, str], _Pending] = {}
-        for pending in batch:
-            if pending.name is not None:
-                first.setdefault((pending.home.home, pending.name), pending)
-        known = await transaction.claim_names(
-            [(*key, p.report_id, p.received_at) for key, p in first.items()]
-        )
-        outcome: list[tuple[_Pending, str]] = []
-        fresh: list[_Pending] = []
         late: list[Reading] = []
         for pending in batch:
-            key = (pending.home.home, pending.name or "")
-            if pending.name is not None and (key in known or first[key] is not pending):
-                outcome.append((pending, known.get(key) or first[key].report_id))
-                continue
-            fresh.append(pending)
-            outcome.append((pending, pending.report_id))
             late.extend(self.rollup.add(pending.found, now))
         rollups: list[tuple[str, str, str, float, float, int, int, float, float]] = []
         home_buckets: list[tuple[float, str, str, float, int, float, float]] = []
@@ -219,7 +255,7 @@ class TelemetryIngest:
         await transaction.store(
             reports=[
                 (p.report_id, p.home.home, p.event_id, p.received_at, p.body)
-                for p in fresh
+                for p in batch
                 if p.body is not None
             ],
             late=[
@@ -229,11 +265,9 @@ class TelemetryIngest:
             rollups=rollups,
             home_buckets=home_buckets,
         )
-        self.ingested += len(fresh)
-        self.repeated += len(batch) - len(fresh)
-        self.readings += sum(len(p.found) for p in fresh) - len(late)
+        self.ingested += len(batch)
+        self.readings += sum(len(p.found) for p in batch) - len(late)
         self.late += len(late)
-        return outcome
 
     async def prune(self) -> None:
         """Apply the retention periods."""
