@@ -15,6 +15,7 @@ from . import downstream, observability, operator, webhook
 from .access import access_middleware
 from .authority import CommunityAuthority, VenRegistration
 from .config import BridgeConfig
+from .faults import FaultResponse
 from .heap import HeapKeeper
 from .intake import SignalIntake
 from .interconnection import Interconnection
@@ -25,6 +26,7 @@ from .reporting import UpstreamReporter
 from .state import (
     AUTHORITY,
     CONFIG,
+    FAULTS,
     HEAP,
     INGEST,
     INTAKE,
@@ -78,7 +80,19 @@ async def _link_ctx(app: web.Application) -> AsyncIterator[None]:
         registration = VenRegistration(client, authority, config.grid.client_id)
         interconnection = Interconnection(ledger, authority, intake, client, registration)
         app[INTERCONNECTION] = interconnection
+        faults = FaultResponse(
+            config.community,
+            authority,
+            intake,
+            client=client,
+            ven_id=lambda: registration.ven_id,
+            homes=ledger.homes,
+        )
+        app[FAULTS] = faults
+        app[INGEST].on_fault = faults.report
+        app[RELAY].watch(faults.returned, faults.dropped)
         tasks = [
+            asyncio.create_task(faults.run(), name="fault-response"),
             asyncio.create_task(link.run(), name="upstream-link"),
             asyncio.create_task(registration.run(keys_pinned), name="ven-registration"),
             asyncio.create_task(

@@ -11,7 +11,7 @@ it never delays the others.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 import contextlib
 from dataclasses import dataclass, field
 import logging
@@ -104,6 +104,11 @@ class Relay:
         self.relayed = 0
         self.dropped = 0
         self.departures = 0  # connections that have ended, ever
+        self._watchers: list[tuple[Callable[[str], None], Callable[[str], None]]] = []
+
+    def watch(self, returned: Callable[[str], None], departed: Callable[[str], None]) -> None:
+        """Be told of each home that connects (``returned``) and each that leaves."""
+        self._watchers.append((returned, departed))
 
     @property
     def connected(self) -> int:
@@ -124,12 +129,16 @@ class Relay:
     def register(self, connection: HomeConnection) -> None:
         """Start relaying to a connection."""
         self._connections.add(connection)
+        for returned, _ in self._watchers:
+            returned(connection.placement.home)
 
     def unregister(self, connection: HomeConnection) -> None:
         """Stop relaying to a connection."""
         if connection in self._connections:
             self._connections.remove(connection)
             self.departures += 1
+            for _, departed in self._watchers:
+                departed(connection.placement.home)
 
     def publish(self, signal: StoredSignal) -> int:
         """Send a committed signal to every connected home it addresses; returns how many."""

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from .authority import CommunityAuthority
 from .config import BridgeConfig
+from .faults import FaultResponse
 from .heap import HeapKeeper
 from .intake import SignalIntake
 from .interconnection import Interconnection
@@ -25,3 +26,4 @@ REPORTER = web.AppKey("reporter", UpstreamReporter)
 HEAP = web.AppKey("heap", HeapKeeper)
 AUTHORITY = web.AppKey("authority", CommunityAuthority)
 INTERCONNECTION = web.AppKey("interconnection", Interconnection)
+FAULTS = web.AppKey("faults", FaultResponse)

@@ -178,6 +178,13 @@ class GridClient:
             raise GridUnavailable("the grid answered no resource")
         return stored
 
+    async def put_resource(self, resource_id: str, resource: dict[str, Any]) -> dict[str, Any]:
+        """Replace a resource of the bridge's VEN."""
+        stored = await self._call("PUT", f"/resources/{resource_id}", json_body=resource)
+        if not isinstance(stored, dict) or not isinstance(stored.get("id"), str):
+            raise GridUnavailable("the grid answered no resource")
+        return stored
+
     async def delete_resource(self, resource_id: str) -> None:
         """Remove a resource of the bridge's VEN."""
         await self._call("DELETE", f"/resources/{resource_id}")
