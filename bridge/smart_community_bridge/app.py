@@ -14,6 +14,7 @@ from smart_community_protocol import PublicKey, Verifier, within_community
 from . import downstream, observability, operator, webhook
 from .access import access_middleware
 from .authority import CommunityAuthority, VenRegistration
+from .charging import ChargingManager
 from .config import BridgeConfig
 from .faults import FaultResponse
 from .heap import HeapKeeper
@@ -25,6 +26,7 @@ from .relay import Relay
 from .reporting import UpstreamReporter
 from .state import (
     AUTHORITY,
+    CHARGING,
     CONFIG,
     FAULTS,
     HEAP,
@@ -91,8 +93,14 @@ async def _link_ctx(app: web.Application) -> AsyncIterator[None]:
         app[FAULTS] = faults
         app[INGEST].on_fault = faults.report
         app[RELAY].watch(faults.returned, faults.dropped)
+        ingest = app[INGEST]
+        charging = ChargingManager(
+            config.community, config.ev_charging, authority, intake, lambda: ingest.rollup
+        )
+        app[CHARGING] = charging
         tasks = [
             asyncio.create_task(faults.run(), name="fault-response"),
+            asyncio.create_task(charging.run(ledger.homes), name="ev-charging"),
             asyncio.create_task(link.run(), name="upstream-link"),
             asyncio.create_task(registration.run(keys_pinned), name="ven-registration"),
             asyncio.create_task(

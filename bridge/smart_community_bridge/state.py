@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from .authority import CommunityAuthority
+from .charging import ChargingManager
 from .config import BridgeConfig
 from .faults import FaultResponse
 from .heap import HeapKeeper
@@ -27,3 +28,4 @@ HEAP = web.AppKey("heap", HeapKeeper)
 AUTHORITY = web.AppKey("authority", CommunityAuthority)
 INTERCONNECTION = web.AppKey("interconnection", Interconnection)
 FAULTS = web.AppKey("faults", FaultResponse)
+CHARGING = web.AppKey("charging", ChargingManager)
