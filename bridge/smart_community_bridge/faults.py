@@ -199,6 +199,8 @@ class FaultResponse:
 
     async def assess(self) -> None:
         """Judge now; alert on new faults, withdraw the alerts of ended ones."""
+        if not self.locator.evidence and not self.active:
+            return  # nothing told of a fault: the topology need not be read
         faults = {f.key: f for f in self.locator.assess(self._clock(), await self._homes())}
         for key, fault in faults.items():
             if key not in self.active:
