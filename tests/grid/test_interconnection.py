@@ -61,13 +61,16 @@ async def test_a_request_within_the_policy_is_granted_and_published(
     event = await grid.ok("GET", f"/events/{event_id}", as_="ven1")
     assert event["programID"] == await grid.program_id("interconnection")
     assert event["targets"] == ["home:c1/h1"]
-    assert event["payloadDescriptors"] == [
+    descriptors = [
         {
             "objectType": "EVENT_PAYLOAD_DESCRIPTOR",
             "payloadType": "EXPORT_CAPACITY_LIMIT",
             "units": "KW",
         }
     ]
+    assert event["payloadDescriptors"] == descriptors
+    program = await grid.ok("GET", f"/programs/{event['programID']}", as_="ven1")
+    assert program["payloadDescriptors"] == descriptors
     assert event["intervalPeriod"] == {"start": format_datetime(clock.now), "duration": "P9999Y"}
     assert event["intervals"] == [
         {"id": 0, "payloads": [{"type": "EXPORT_CAPACITY_LIMIT", "values": [6.5]}]}
