@@ -46,7 +46,7 @@ def test_demo_scenario_is_valid() -> None:
         "EXPORT_CAPACITY_LIMIT": Grant("EXPORT_CAPACITY_LIMIT", 0, 10),
         "IMPORT_CAPACITY_LIMIT": Grant("IMPORT_CAPACITY_LIMIT", 1.4, 22),
         "X_EV_CHARGING_LIMIT": Grant("X_EV_CHARGING_LIMIT", 1.4, 22),
-        "ALERT_POSSIBLE_OUTAGE": Grant("ALERT_POSSIBLE_OUTAGE", text=True),
+        "ALERT_OTHER": Grant("ALERT_OTHER", text=True),
     }
     assert delegation.hosting_kw == {"transformer-1": 60}
     assert scenario.interconnection == InterconnectionPolicy(
