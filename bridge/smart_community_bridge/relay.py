@@ -26,6 +26,9 @@ from .ledger import StoredSignal
 
 _LOGGER = logging.getLogger(__name__)
 SLOW_HOME = "too slow; resume later"
+# Homes written to between two turns of the event loop: a write is a system call, and with
+# thousands of homes one pass would hold the loop for a few hundred milliseconds.
+FAN_OUT_SLICE = 1000
 
 
 def signal_frame(signal: StoredSignal) -> bytes:
@@ -140,19 +143,25 @@ class Relay:
             for _, departed in self._watchers:
                 departed(connection.placement.home)
 
-    def publish(self, signal: StoredSignal) -> int:
-        """Send a committed signal to every connected home it addresses; returns how many."""
-        return self._fan_out(signal.seq, signal_frame(signal), signal.audience)
+    async def publish(self, signal: StoredSignal) -> int:
+        """Send a committed signal to every connected home it addresses; returns how many.
 
-    def inject(self, frame: bytes, audience: Iterable[str]) -> int:
+        The caller awaits it before publishing the next signal, so every home gets signals in
+        ledger order.
+        """
+        return await self._fan_out(signal.seq, signal_frame(signal), signal.audience)
+
+    async def inject(self, frame: bytes, audience: Iterable[str]) -> int:
         """Send an arbitrary frame (tests of a compromised relay)."""
-        return self._fan_out(0, frame, tuple(audience))
+        return await self._fan_out(0, frame, tuple(audience))
 
-    def _fan_out(self, seq: int, frame: bytes, audience: tuple[str, ...]) -> int:
+    async def _fan_out(self, seq: int, frame: bytes, audience: tuple[str, ...]) -> int:
         sent = 0
         wanted = list(audience)
-        for connection in tuple(self._connections):
-            if not addresses(wanted, connection.targets):
+        for index, connection in enumerate(tuple(self._connections)):
+            if index and not index % FAN_OUT_SLICE:
+                await asyncio.sleep(0)  # the loop's other work (acks, reports) in between
+            if connection.dropped or not addresses(wanted, connection.targets):
                 continue
             if connection.offer(seq, frame):
                 sent += 1

@@ -60,7 +60,7 @@ async def test_forged_or_replayed_event_at_the_bridge_never_reaches_home_state(
                 seq, "EVENT", obj["id"], "UPDATE", ("community:c1",), 2**40, json.dumps(obj)
             )
         )
-        assert stack.bridge[RELAY].inject(frame, ["community:c1"]) == 1
+        assert await stack.bridge[RELAY].inject(frame, ["community:c1"]) == 1
 
     await wait_for(lambda: int(state(hass, rejected)) >= rejected_before + 1, "the forgery counted")
     await asyncio.sleep(0.5)
