@@ -29,13 +29,12 @@ from smart_community_protocol.push import (
     encode_welcome,
     home_message_from,
 )
-from smart_community_protocol.validation import parse_json
 
 from . import homes
 from .access import CALLER, Role, allow
 from .interconnection import ResourceRejected
 from .ledger import StoredSignal
-from .problems import json_body, problem
+from .problems import json_body, problem, read_json
 from .relay import HomeConnection, signal_frame
 from .state import CONFIG, INGEST, INTAKE, INTERCONNECTION, LEDGER, RELAY
 from .telemetry import ReportRejected, TelemetryIngest
@@ -211,10 +210,7 @@ def _take_report(ingest: TelemetryIngest, connection: HomeConnection, frame: Rep
 @allow(Role.HOME)
 async def post_report(request: web.Request) -> web.Response:
     """Store a report (OpenADR reportRequest) from the caller; 201 once it is durable."""
-    try:
-        data = parse_json(await request.read())
-    except ValueError as err:
-        return problem(400, "Bad Request", f"body is not JSON: {err}")
+    data = await read_json(request)
     caller = request[CALLER]
     try:
         report_id = await request.app[INGEST].submit(caller.home, data)
@@ -263,10 +259,7 @@ async def get_resources(request: web.Request) -> web.Response:
 @allow(Role.HOME)
 async def post_resource(request: web.Request) -> web.Response:
     """Register a resource of the caller (a PV system's grid-connection request)."""
-    try:
-        data = parse_json(await request.read())
-    except ValueError as err:
-        return problem(400, "Bad Request", f"body is not JSON: {err}")
+    data = await read_json(request)
     try:
         resource = await request.app[INTERCONNECTION].register(request[CALLER].home, data)
     except ResourceRejected as err:

@@ -23,12 +23,17 @@ def problem(
     return web.json_response(body, status=status, headers=headers)
 
 
-async def json_body(request: web.Request, schema: vol.Schema) -> Any:
-    """The request's JSON body, validated; 400 naming the offending key otherwise."""
+async def read_json(request: web.Request) -> Any:
+    """The request's body as JSON; a 400 saying why when it is not."""
     try:
-        data = parse_json(await request.read())
+        return parse_json(await request.read())
     except ValueError as err:
         raise web.HTTPBadRequest(text=f"body is not JSON: {err}") from err
+
+
+async def json_body(request: web.Request, schema: vol.Schema) -> Any:
+    """The request's JSON body, validated; 400 naming the offending key otherwise."""
+    data = await read_json(request)
     try:
         return schema(data)
     except vol.MultipleInvalid as err:
