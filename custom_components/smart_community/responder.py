@@ -4,12 +4,15 @@ It feeds the engine the verified events the coordinator holds and what the enrol
 say, performs the one write the engine asks for at a time (``ACTION_SPACING`` apart), tells a
 resident's change from its own by the context of the state change, keeps the engine and the
 audit log in a Store, and hands participation, overrides and event ends to the uplink reporter.
+A ZigBee load is driven through its ZHA entity like any other, but only while ZHA says it may
+be (``zha_loads``), and what it reports drawing stands in for a power sensor.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 import functools
 import math
@@ -93,6 +96,7 @@ from .load_response import (
     kind_of,
 )
 from .reporter import UplinkReporter, read_power
+from .zha_loads import async_zigbee_load
 
 _STORE_SAVE_DELAY: Final = 1.0
 # Contexts of the engine's own writes, to tell its state changes from the resident's.
@@ -407,7 +411,14 @@ class LoadResponder:
         power = None
         if load is not None and load.power_sensor is not None:
             power = read_power(self.hass.states.get(load.power_sensor))
-        return observe(self.hass.states.get(entity_id), power)
+        observation = observe(self.hass.states.get(entity_id), power)
+        if (zigbee := async_zigbee_load(self.hass, entity_id)) is not None:
+            if zigbee.refusal is not None:
+                # Unreachable or asleep: a command would arrive late or never.
+                return replace(observation, available=False)
+            if power is None and zigbee.power is not None:
+                observation = replace(observation, power=zigbee.power / 1000)
+        return observation
 
     @callback
     def _async_wake_at(self, now: datetime, pending: bool) -> None:
