@@ -13,14 +13,31 @@ from smart_community_protocol import PublicKey, Verifier, within_community
 
 from . import downstream, observability, operator, webhook
 from .access import access_middleware
+from .authority import CommunityAuthority, VenRegistration
+from .charging import ChargingManager
 from .config import BridgeConfig
+from .faults import FaultResponse
 from .heap import HeapKeeper
 from .intake import SignalIntake
+from .interconnection import Interconnection
 from .ledger import Ledger
 from .problems import problems_middleware
 from .relay import Relay
 from .reporting import UpstreamReporter
-from .state import CONFIG, HEAP, INGEST, INTAKE, LEDGER, RELAY, REPORTER, UPSTREAM
+from .state import (
+    AUTHORITY,
+    CHARGING,
+    CONFIG,
+    FAULTS,
+    HEAP,
+    INGEST,
+    INTAKE,
+    INTERCONNECTION,
+    LEDGER,
+    RELAY,
+    REPORTER,
+    UPSTREAM,
+)
 from .telemetry import TelemetryIngest
 from .upstream import GridClient, UpstreamLink, pin_keys
 
@@ -42,24 +59,60 @@ async def _link_ctx(app: web.Application) -> AsyncIterator[None]:
     intake = SignalIntake(ledger, app[RELAY], verifier)
     await intake.restore()
     app[INTAKE] = intake
+    authority = CommunityAuthority(ledger, config.community, lambda: verifier.pinned)
+    await authority.restore()
+    app[AUTHORITY] = authority
+    keys_pinned = asyncio.Event()
 
     async def on_keys(offered: list[PublicKey]) -> None:
         verifier.pin(await pin_keys(ledger, offered, config.grid.key_fingerprints))
+        await authority.reload()  # a delegation counts only while its grid key is pinned
+        keys_pinned.set()
 
     async with aiohttp.ClientSession() as session:
+        client = GridClient(session, config.grid)
         link = UpstreamLink(
-            GridClient(session, config.grid),
+            client,
             config.grid,
             f"{config.public_url}{webhook.CALLBACK_PATH}",
             intake.accept,
             on_keys,
         )
         app[UPSTREAM] = link
-        task = asyncio.create_task(link.run(), name="upstream-link")
+        registration = VenRegistration(client, authority, config.grid.client_id)
+        interconnection = Interconnection(ledger, authority, intake, client, registration)
+        app[INTERCONNECTION] = interconnection
+        faults = FaultResponse(
+            config.community,
+            authority,
+            intake,
+            client=client,
+            ven_id=lambda: registration.ven_id,
+            homes=ledger.homes,
+        )
+        app[FAULTS] = faults
+        app[INGEST].on_fault = faults.report
+        app[RELAY].watch(faults.returned, faults.dropped)
+        ingest = app[INGEST]
+        charging = ChargingManager(
+            config.community, config.ev_charging, authority, intake, lambda: ingest.rollup
+        )
+        app[CHARGING] = charging
+        tasks = [
+            asyncio.create_task(faults.run(), name="fault-response"),
+            asyncio.create_task(charging.run(ledger.homes), name="ev-charging"),
+            asyncio.create_task(link.run(), name="upstream-link"),
+            asyncio.create_task(registration.run(keys_pinned), name="ven-registration"),
+            asyncio.create_task(
+                interconnection.run(config.grid.poll_interval), name="grid-connections"
+            ),
+        ]
         yield
-        task.cancel()
-        with contextlib.suppress(BaseException):
-            await task
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(BaseException):
+                await task
 
 
 async def _ingest_ctx(app: web.Application) -> AsyncIterator[None]:

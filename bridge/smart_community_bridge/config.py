@@ -77,6 +77,20 @@ _FUSION = vol.Schema(
     }
 )
 
+_CHARGING = vol.Schema(
+    {
+        vol.Optional("transformer_kw", default=dict): {
+            _identifier: vol.All(vol.Coerce(float), vol.Range(min=1))
+        },
+        vol.Optional("default_transformer_kw", default=None): vol.Any(
+            None, vol.All(vol.Coerce(float), vol.Range(min=1))
+        ),
+        vol.Optional("margin", default=0.9): vol.All(vol.Coerce(float), vol.Range(min=0.1, max=1)),
+        vol.Optional("min_kw", default=1.4): vol.All(vol.Coerce(float), vol.Range(min=0.5, max=50)),
+        vol.Optional("interval", default=60.0): vol.All(vol.Coerce(float), vol.Range(min=5)),
+    }
+)
+
 _RECONNECT = vol.All(
     vol.Schema(
         {
@@ -100,6 +114,7 @@ SCHEMA = vol.Schema(
         vol.Optional("database", default="bridge.sqlite3"): vol.All(str, vol.Length(min=1)),
         vol.Required("grid"): _GRID,
         vol.Optional("fusion", default=dict): _FUSION,
+        vol.Optional("ev_charging", default=dict): _CHARGING,
         vol.Optional("heartbeat", default=30): vol.All(vol.Coerce(int), vol.Range(min=1)),
         vol.Optional("header_deadline", default=10.0): vol.All(
             vol.Coerce(float), vol.Range(min=0.5, max=120)
@@ -145,6 +160,21 @@ class FusionConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ChargingConfig:
+    """How the community shares its transformers' headroom among charging EVs."""
+
+    transformer_kw: Mapping[str, float]  # rating of each transformer, by id
+    default_transformer_kw: float | None  # for transformers not listed; None: not managed
+    margin: float  # the share of a rating the community plans to load
+    min_kw: float  # no charger is limited below this (IEC 61851: 6 A on one phase)
+    interval: float  # seconds between allocations
+
+    def rating(self, transformer: str) -> float | None:
+        """A transformer's rating in kW, if the community manages its EV charging."""
+        return self.transformer_kw.get(transformer, self.default_transformer_kw)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class BridgeConfig:
     """Validated bridge settings."""
 
@@ -155,6 +185,7 @@ class BridgeConfig:
     database: Path
     grid: GridConfig
     fusion: FusionConfig
+    ev_charging: ChargingConfig
     heartbeat: int
     header_deadline: float
     home_send_buffer: int  # bytes unsent to one home before it is dropped as not reading
@@ -207,6 +238,7 @@ def parse_config(raw: Mapping[str, Any], environ: Mapping[str, str] | None = Non
             request_timeout=grid["request_timeout"],
         ),
         fusion=FusionConfig(**data["fusion"]),
+        ev_charging=ChargingConfig(**data["ev_charging"]),
         heartbeat=data["heartbeat"],
         header_deadline=data["header_deadline"],
         home_send_buffer=data["home_send_buffer_kb"] * 1024,

@@ -33,10 +33,11 @@ from smart_community_protocol.validation import parse_json
 
 from . import homes
 from .access import CALLER, Role, allow
+from .interconnection import ResourceRejected
 from .ledger import StoredSignal
 from .problems import json_body, problem
 from .relay import HomeConnection, signal_frame
-from .state import CONFIG, INGEST, INTAKE, LEDGER, RELAY
+from .state import CONFIG, INGEST, INTAKE, INTERCONNECTION, LEDGER, RELAY
 from .telemetry import ReportRejected, TelemetryIngest
 
 _LOGGER = logging.getLogger(__name__)
@@ -231,6 +232,68 @@ async def post_report(request: web.Request) -> web.Response:
     return web.json_response(stored, status=201)
 
 
+@allow(Role.HOME)
+async def get_vens(request: web.Request) -> web.Response:
+    """The caller's own VEN: the bridge provisions one per home, named by the home."""
+    home = request[CALLER].home
+    since = await request.app[LEDGER].home_since(home.home)
+    moment = format_datetime(datetime.fromtimestamp(since or time.time(), UTC))
+    ven = {
+        "id": home.home,
+        "createdDateTime": moment,
+        "modificationDateTime": moment,
+        "objectType": "VEN",
+        "venName": home.home,
+        "clientID": home.home,
+        "targets": sorted(home.targets),
+    }
+    return web.json_response([ven])
+
+
+@allow(Role.HOME)
+async def get_resources(request: web.Request) -> web.Response:
+    """The caller's resources; ``resourceName`` narrows them to one name."""
+    name = request.query.get("resourceName")
+    resources = await request.app[LEDGER].home_resources(request[CALLER].home.home)
+    return web.json_response(
+        [r.body for r in resources if name is None or r.body.get("resourceName") == name]
+    )
+
+
+@allow(Role.HOME)
+async def post_resource(request: web.Request) -> web.Response:
+    """Register a resource of the caller (a PV system's grid-connection request)."""
+    try:
+        data = parse_json(await request.read())
+    except ValueError as err:
+        return problem(400, "Bad Request", f"body is not JSON: {err}")
+    try:
+        resource = await request.app[INTERCONNECTION].register(request[CALLER].home, data)
+    except ResourceRejected as err:
+        return problem(400, "Bad Request", str(err))
+    return web.json_response(resource.body, status=201)
+
+
+@allow(Role.HOME)
+async def get_resource(request: web.Request) -> web.Response:
+    """One of the caller's resources."""
+    resource_id = request.match_info["resourceID"]
+    for resource in await request.app[LEDGER].home_resources(request[CALLER].home.home):
+        if resource.id == resource_id:
+            return web.json_response(resource.body)
+    return problem(404, "Not Found", f"this home has no resource {resource_id!r}")
+
+
+@allow(Role.HOME)
+async def delete_resource(request: web.Request) -> web.Response:
+    """Withdraw one of the caller's resources (a granted connection is cancelled)."""
+    resource_id = request.match_info["resourceID"]
+    withdrawn = await request.app[INTERCONNECTION].withdraw(request[CALLER].home, resource_id)
+    if withdrawn is None:
+        return problem(404, "Not Found", f"this home has no resource {resource_id!r}")
+    return web.json_response(withdrawn.body)
+
+
 def add_routes(app: web.Application) -> None:
     """Mount the home-facing routes."""
     app.router.add_get("/home", get_home)
@@ -239,5 +302,10 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/events", get_events)
     app.router.add_get("/ws", websocket)
     app.router.add_post("/reports", post_report)
+    app.router.add_get("/vens", get_vens)
+    app.router.add_get("/resources", get_resources)
+    app.router.add_post("/resources", post_resource)
+    app.router.add_get("/resources/{resourceID}", get_resource)
+    app.router.add_delete("/resources/{resourceID}", delete_resource)
     app.router.add_post("/enroll", enroll)
     app.router.add_post("/home/credential", rotate_credential)

@@ -184,6 +184,19 @@ class Rollup:
                 if bucket.homes is not None:
                     bucket.homes.add(home)
 
+    def latest_means(self, level: str, payload_type: str) -> dict[str, float]:
+        """Per place of a level, the mean of a payload type in its latest open bucket."""
+        latest: dict[str, tuple[float, Bucket]] = {}
+        for (bucket_level, place, kind, start), bucket in self.buckets.items():
+            if (
+                bucket_level == level
+                and kind == payload_type
+                and bucket.count
+                and (place not in latest or start > latest[place][0])
+            ):
+                latest[place] = (start, bucket)
+        return {place: bucket.total / bucket.count for place, (_, bucket) in latest.items()}
+
     def take_touched(self, now: float) -> list[tuple[BucketKey, Bucket]]:
         """Buckets changed since the last call; closed buckets past their grace are let go."""
         touched, self.touched = self.touched, set()

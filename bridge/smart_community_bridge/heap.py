@@ -30,8 +30,6 @@ SETTLE_SECONDS = 1.0
 CHURN_SHARE = 0.25  # of the connected homes that have left since the last full pass
 CHURN_MINIMUM = 200
 FULL_PASS_SECONDS = 3600.0
-# Counting the frozen heap walks it, so the count (a metric) is taken every this many settlings.
-COUNT_EVERY = 30
 # A collection count the older generations never reach: only settle() collects them.
 NEVER = 2**30
 
@@ -52,7 +50,6 @@ class HeapKeeper:
         self._clock = clock
         self._departed_at_full_pass = departures()
         self._full_pass_at: float | None = None
-        self._settled = 0
         self.frozen = 0
         self.full_passes = 0
         self.last_pause = 0.0
@@ -71,9 +68,10 @@ class HeapKeeper:
             gc.unfreeze()
             collected = gc.collect()
         gc.freeze()
-        if full or self._settled % COUNT_EVERY == 0:
+        if full:
+            # Counting walks the whole frozen heap (tens of ms for thousands of homes): the
+            # count (a metric) is taken with the pass that has just walked it anyway.
             self.frozen = gc.get_freeze_count()
-        self._settled += 1
         self.last_pause = self._clock() - started
         if full:
             self.full_passes += 1

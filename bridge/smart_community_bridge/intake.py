@@ -64,7 +64,7 @@ class SignalIntake:
             )
             if stored is not None:
                 self.accepted += 1
-                self._relay.publish(stored)
+                await self._relay.publish(stored)
             return stored
 
     async def _commit(

@@ -134,6 +134,33 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (bucket, home_id, payload_type)
     ) WITHOUT ROWID;
     """,
+    # The community's own authority (its signing key, the grid's delegation to it) and the
+    # resources homes register (a PV system's grid-connection request).
+    """
+    CREATE TABLE community_keys (
+        kid TEXT PRIMARY KEY,
+        issuer TEXT NOT NULL,
+        private_pem BLOB NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE delegations (
+        kid TEXT NOT NULL,
+        token TEXT NOT NULL,
+        expires INTEGER NOT NULL,
+        received_at REAL NOT NULL
+    );
+    CREATE TABLE home_resources (
+        id TEXT PRIMARY KEY,
+        home_id TEXT NOT NULL,
+        body TEXT NOT NULL,
+        status TEXT NOT NULL,
+        upstream_id TEXT,
+        upstream_status TEXT,
+        created_at REAL NOT NULL,
+        modified_at REAL NOT NULL
+    );
+    CREATE INDEX home_resources_by_home ON home_resources (home_id);
+    """,
 )
 
 
@@ -603,6 +630,11 @@ class Ledger:
             return None
         return HomeRecord(row[0], row[1], row[2], row[3] is not None)
 
+    async def home_since(self, home_id: str) -> float | None:
+        """When a home was registered (first enrolled), if it is."""
+        row = await self._select_one("SELECT created_at FROM homes WHERE home_id = ?", (home_id,))
+        return None if row is None else float(row[0])
+
     async def topology(self) -> list[tuple[str, str]]:
         """Every (feeder, transformer) pair that has homes."""
         rows = await self._select(
@@ -699,6 +731,99 @@ class Ledger:
         rows = await self._select("SELECT jwk FROM grid_keys ORDER BY pinned_at")
         return [json.loads(row[0]) for row in rows]
 
+    # --- the community's authority -----------------------------------------------------------
+
+    async def community_key(self) -> tuple[str, bytes] | None:
+        """(issuer, private key PEM) of the community's signing key, if it has one."""
+        row = await self._select_one(
+            "SELECT issuer, private_pem FROM community_keys ORDER BY created_at DESC LIMIT 1"
+        )
+        return None if row is None else (str(row[0]), bytes(row[1]))
+
+    async def add_community_key(self, kid: str, issuer: str, private_pem: bytes) -> None:
+        """Keep the community's signing key (the only secret key the bridge holds)."""
+        async with self._writing:
+            await self._db.execute(
+                "INSERT INTO community_keys (kid, issuer, private_pem, created_at)"
+                " VALUES (?, ?, ?, ?)",
+                (kid, issuer, private_pem, time.time()),
+            )
+
+    async def delegation(self, kid: str) -> str | None:
+        """The latest delegation stored for a community key."""
+        row = await self._select_one(
+            "SELECT token FROM delegations WHERE kid = ? ORDER BY received_at DESC LIMIT 1", (kid,)
+        )
+        return None if row is None else str(row[0])
+
+    async def store_delegation(self, kid: str, token: str, expires: int) -> None:
+        """Keep a delegation the bridge verified (the older ones go)."""
+        async with self._writing:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                await self._db.execute("DELETE FROM delegations WHERE kid = ?", (kid,))
+                await self._db.execute(
+                    "INSERT INTO delegations (kid, token, expires, received_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    (kid, token, expires, time.time()),
+                )
+                await self._db.execute("COMMIT")
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+
+    # --- home resources ----------------------------------------------------------------------
+
+    async def add_home_resource(self, resource: HomeResource) -> None:
+        """Register a resource of a home."""
+        now = time.time()
+        async with self._writing:
+            await self._db.execute(
+                "INSERT INTO home_resources (id, home_id, body, status, upstream_id,"
+                " upstream_status, created_at, modified_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    resource.id,
+                    resource.home_id,
+                    json.dumps(resource.body),
+                    resource.status,
+                    resource.upstream_id,
+                    resource.upstream_status,
+                    now,
+                    now,
+                ),
+            )
+
+    async def update_home_resource(self, resource: HomeResource) -> None:
+        """Record a resource's new body, status or upstream copy."""
+        async with self._writing:
+            await self._db.execute(
+                "UPDATE home_resources SET body = ?, status = ?, upstream_id = ?,"
+                " upstream_status = ?, modified_at = ? WHERE id = ?",
+                (
+                    json.dumps(resource.body),
+                    resource.status,
+                    resource.upstream_id,
+                    resource.upstream_status,
+                    time.time(),
+                    resource.id,
+                ),
+            )
+
+    async def delete_home_resource(self, resource_id: str) -> None:
+        """Forget a resource."""
+        async with self._writing:
+            await self._db.execute("DELETE FROM home_resources WHERE id = ?", (resource_id,))
+
+    async def home_resources(self, home_id: str | None = None) -> list[HomeResource]:
+        """The resources of one home, or of every home, oldest first."""
+        query = "SELECT id, home_id, body, status, upstream_id, upstream_status FROM home_resources"
+        rows = await (
+            self._select(f"{query} ORDER BY created_at")
+            if home_id is None
+            else self._select(f"{query} WHERE home_id = ? ORDER BY created_at", (home_id,))
+        )
+        return [_resource(row) for row in rows]
+
     async def pin_grid_key(self, kid: str, issuer: str, jwk: dict[str, Any]) -> None:
         """Pin a grid key (kept for good; rotation adds keys)."""
         async with self._writing:
@@ -706,6 +831,27 @@ class Ledger:
                 "INSERT OR IGNORE INTO grid_keys (kid, issuer, jwk, pinned_at) VALUES (?, ?, ?, ?)",
                 (kid, issuer, json.dumps(jwk), time.time()),
             )
+
+
+@dataclass(frozen=True, slots=True)
+class HomeResource:
+    """A resource a home registered, as the bridge keeps it.
+
+    ``body`` is the OpenADR resource as homes read it back; ``status`` what the home is told
+    (its X_CONNECTION_STATUS for a grid-connection request); ``upstream_id`` the id of the
+    bridge's copy at the grid, once posted there, and ``upstream_status`` what that copy says.
+    """
+
+    id: str
+    home_id: str
+    body: dict[str, Any]
+    status: str
+    upstream_id: str | None
+    upstream_status: str | None
+
+
+def _resource(row: Any) -> HomeResource:
+    return HomeResource(row[0], row[1], json.loads(row[2]), row[3], row[4], row[5])
 
 
 def _signal(row: Any) -> StoredSignal:

@@ -108,7 +108,7 @@ class BridgeCollector(Collector):
             heap = app[HEAP]
             yield GaugeMetricFamily(
                 "smart_community_gc_frozen_objects",
-                "Objects moved where the garbage collector no longer visits them",
+                "Objects kept after the last full collection, where collections no longer look",
                 value=heap.frozen,
             )
             yield CounterMetricFamily(

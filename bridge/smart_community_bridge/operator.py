@@ -17,7 +17,7 @@ from smart_community_protocol import Placement, TargetError, format_datetime
 from . import homes
 from .access import Role, allow
 from .problems import json_body, problem
-from .state import CONFIG, INTAKE, LEDGER, RELAY, UPSTREAM
+from .state import CONFIG, FAULTS, INTAKE, LEDGER, RELAY, UPSTREAM
 
 _ID = vol.All(
     str, vol.Match(r"^[A-Za-z0-9_-]{1,64}$", msg="must be 1-64 letters, digits, '_' or '-'")
@@ -115,10 +115,29 @@ async def openapi(request: web.Request) -> web.Response:
     return web.Response(text=text, content_type="application/yaml")
 
 
+@allow(Role.OPERATOR)
+async def list_faults(request: web.Request) -> web.Response:
+    """The faults the community has located and that are not over."""
+    return web.json_response(
+        [
+            {
+                "level": fault.level,
+                "place": fault.place,
+                "feeder": fault.feeder,
+                "code": fault.code,
+                "homes": sorted(fault.homes),
+                "since": format_datetime(datetime.fromtimestamp(fault.since, UTC)),
+            }
+            for fault in request.app[FAULTS].active.values()
+        ]
+    )
+
+
 def add_routes(app: web.Application) -> None:
     """Mount the operator routes."""
     app.router.add_post("/operator/enrollment-codes", create_enrollment_code)
     app.router.add_get("/operator/homes", list_homes)
     app.router.add_post("/operator/homes/{home}/revoke", revoke_home)
     app.router.add_get("/operator/status", status)
+    app.router.add_get("/operator/faults", list_faults)
     app.router.add_get("/operator/openapi.yaml", openapi)

@@ -11,7 +11,7 @@ it never delays the others.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 import contextlib
 from dataclasses import dataclass, field
 import logging
@@ -26,6 +26,9 @@ from .ledger import StoredSignal
 
 _LOGGER = logging.getLogger(__name__)
 SLOW_HOME = "too slow; resume later"
+# Homes written to between two turns of the event loop: a write is a system call, and with
+# thousands of homes one pass would hold the loop for a few hundred milliseconds.
+FAN_OUT_SLICE = 1000
 
 
 def signal_frame(signal: StoredSignal) -> bytes:
@@ -104,6 +107,11 @@ class Relay:
         self.relayed = 0
         self.dropped = 0
         self.departures = 0  # connections that have ended, ever
+        self._watchers: list[tuple[Callable[[str], None], Callable[[str], None]]] = []
+
+    def watch(self, returned: Callable[[str], None], departed: Callable[[str], None]) -> None:
+        """Be told of each home that connects (``returned``) and each that leaves."""
+        self._watchers.append((returned, departed))
 
     @property
     def connected(self) -> int:
@@ -124,26 +132,36 @@ class Relay:
     def register(self, connection: HomeConnection) -> None:
         """Start relaying to a connection."""
         self._connections.add(connection)
+        for returned, _ in self._watchers:
+            returned(connection.placement.home)
 
     def unregister(self, connection: HomeConnection) -> None:
         """Stop relaying to a connection."""
         if connection in self._connections:
             self._connections.remove(connection)
             self.departures += 1
+            for _, departed in self._watchers:
+                departed(connection.placement.home)
 
-    def publish(self, signal: StoredSignal) -> int:
-        """Send a committed signal to every connected home it addresses; returns how many."""
-        return self._fan_out(signal.seq, signal_frame(signal), signal.audience)
+    async def publish(self, signal: StoredSignal) -> int:
+        """Send a committed signal to every connected home it addresses; returns how many.
 
-    def inject(self, frame: bytes, audience: Iterable[str]) -> int:
+        The caller awaits it before publishing the next signal, so every home gets signals in
+        ledger order.
+        """
+        return await self._fan_out(signal.seq, signal_frame(signal), signal.audience)
+
+    async def inject(self, frame: bytes, audience: Iterable[str]) -> int:
         """Send an arbitrary frame (tests of a compromised relay)."""
-        return self._fan_out(0, frame, tuple(audience))
+        return await self._fan_out(0, frame, tuple(audience))
 
-    def _fan_out(self, seq: int, frame: bytes, audience: tuple[str, ...]) -> int:
+    async def _fan_out(self, seq: int, frame: bytes, audience: tuple[str, ...]) -> int:
         sent = 0
         wanted = list(audience)
-        for connection in tuple(self._connections):
-            if not addresses(wanted, connection.targets):
+        for index, connection in enumerate(tuple(self._connections)):
+            if index and not index % FAN_OUT_SLICE:
+                await asyncio.sleep(0)  # the loop's other work (acks, reports) in between
+            if connection.dropped or not addresses(wanted, connection.targets):
                 continue
             if connection.offer(seq, frame):
                 sent += 1

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from array import array
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 import hashlib
 import logging
@@ -35,8 +35,9 @@ from .fusion import Reading, Rollup, readings
 from .ledger import Ledger, TelemetryBatch
 
 _LOGGER = logging.getLogger(__name__)
-# The event id of telemetry that answers no event (docs/protocol.md).
+# The event ids of telemetry that answers no event, and of fault reports (docs/protocol.md).
 TELEMETRY_EVENT = "X_TELEMETRY"
+FAULT_EVENT = "X_FAULT"
 # Answers sent in one go: each is a write to a home's socket, and a batch holds thousands.
 ANSWER_SLICE = 128
 # Reports of each home remembered to recognise a copy: a home resends after a lost answer,
@@ -60,6 +61,7 @@ class _Pending:
     event_id: str
     digest: int
     body: bytes | None  # the report as JSON, when it is kept raw
+    fault: str | None  # the X_FAULT_CODE of a fault report
     found: list[Reading]
     received_at: float
     done: Stored
@@ -95,6 +97,17 @@ class RecentReports:
             digests[digests.index(digest)] = 0
 
 
+def _fault_code(data: Mapping[str, Any]) -> str | None:
+    """The X_FAULT_CODE a fault report gives (in any of its intervals)."""
+    for resource in data["resources"]:
+        for interval in resource["intervals"]:
+            for payload in interval["payloads"]:
+                values = payload["values"]
+                if payload["type"] == "X_FAULT_CODE" and values and isinstance(values[0], str):
+                    return str(values[0])
+    return None
+
+
 def report_digest(home: str, data: Any) -> int:
     """A report's identity: its home and its content, whatever the order of its keys."""
     content = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
@@ -115,6 +128,8 @@ class TelemetryIngest:
         self._recent = RecentReports()
         self._queue: list[_Pending] = []
         self._wakeup = asyncio.Event()
+        # Told of each stored fault report: (home, X_FAULT_CODE).
+        self.on_fault: Callable[[str, str], None] | None = None
         self.ingested = 0
         self.repeated = 0
         self.readings = 0
@@ -153,6 +168,7 @@ class TelemetryIngest:
                 event_id,
                 digest,
                 None if event_id == TELEMETRY_EVENT else orjson.dumps(data),
+                _fault_code(data) if event_id == FAULT_EVENT else None,
                 found,
                 received_at,
                 done,
@@ -212,6 +228,9 @@ class TelemetryIngest:
                 self._recent.discard(pending.home.home, pending.digest)
                 pending.done(err)
             return
+        for pending in batch:
+            if pending.fault is not None and self.on_fault is not None:
+                self.on_fault(pending.home.home, pending.fault)
         for start in range(0, len(batch), ANSWER_SLICE):
             if start:
                 await asyncio.sleep(0)  # the rest of the loop's work between slices

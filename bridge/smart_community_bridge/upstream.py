@@ -146,6 +146,57 @@ class GridClient:
         """Send a report upstream."""
         return await self._call("POST", "/reports", json_body=report)
 
+    async def ven(self, name: str) -> dict[str, Any] | None:
+        """The bridge's own VEN at the grid, by name, if it is registered."""
+        found = await self._call("GET", "/vens", params=[("venName", name)])
+        if not isinstance(found, list):
+            raise GridUnavailable("GET /vens: expected a list")
+        return next((v for v in found if isinstance(v, dict) and v.get("venName") == name), None)
+
+    async def register_ven(self, ven_id: str | None, body: dict[str, Any]) -> dict[str, Any]:
+        """Create (``ven_id`` None) or update the bridge's VEN; the grid's stored copy."""
+        stored = await (
+            self._call("POST", "/vens", json_body=body)
+            if ven_id is None
+            else self._call("PUT", f"/vens/{ven_id}", json_body=body)
+        )
+        if not isinstance(stored, dict) or not isinstance(stored.get("id"), str):
+            raise GridUnavailable("the grid answered no VEN")
+        return stored
+
+    async def read_ven(self, ven_id: str) -> dict[str, Any]:
+        """The bridge's VEN as the grid holds it now."""
+        stored = await self._call("GET", f"/vens/{ven_id}")
+        if not isinstance(stored, dict):
+            raise GridUnavailable(f"GET /vens/{ven_id}: expected an object")
+        return stored
+
+    async def post_resource(self, resource: dict[str, Any]) -> dict[str, Any]:
+        """Register a resource of the bridge's VEN (a home's grid-connection request)."""
+        stored = await self._call("POST", "/resources", json_body=resource)
+        if not isinstance(stored, dict) or not isinstance(stored.get("id"), str):
+            raise GridUnavailable("the grid answered no resource")
+        return stored
+
+    async def put_resource(self, resource_id: str, resource: dict[str, Any]) -> dict[str, Any]:
+        """Replace a resource of the bridge's VEN."""
+        stored = await self._call("PUT", f"/resources/{resource_id}", json_body=resource)
+        if not isinstance(stored, dict) or not isinstance(stored.get("id"), str):
+            raise GridUnavailable("the grid answered no resource")
+        return stored
+
+    async def delete_resource(self, resource_id: str) -> None:
+        """Remove a resource of the bridge's VEN."""
+        await self._call("DELETE", f"/resources/{resource_id}")
+
+    async def resources(self, ven_id: str) -> list[dict[str, Any]]:
+        """Every resource of the bridge's VEN, as the grid holds them."""
+        return [
+            r
+            for r in await self.all_pages("/resources", [("venID", ven_id)])
+            if isinstance(r, dict)
+        ]
+
 
 async def pin_keys(
     ledger: Ledger, offered: list[PublicKey], fingerprints: tuple[str, ...]

@@ -368,6 +368,86 @@ async def delete_subscription(request: web.Request, who: Principal) -> web.Respo
     return _ok(await request.app[VTN].delete_subscription(who, subscription_id))
 
 
+# --- VENs and resources --------------------------------------------------------------------
+
+
+@scoped(*_READ_VEN_OBJECTS)
+async def list_vens(request: web.Request, who: Principal) -> web.Response:
+    """searchVens: a VEN client reads its own, BL all."""
+    return _ok(
+        request.app[VTN].list_vens(
+            who,
+            ven_name=request.query.get("venName"),
+            targets=_targets(request),
+            page=_page(request),
+        )
+    )
+
+
+@scoped(Scope.WRITE_VENS)
+async def create_ven(request: web.Request, who: Principal) -> web.Response:
+    """createVen."""
+    return _ok(request.app[VTN].create_ven(who, await _json_body(request)), status=201)
+
+
+@scoped(*_READ_VEN_OBJECTS)
+async def get_ven(request: web.Request, who: Principal) -> web.Response:
+    """searchVenByID."""
+    return _ok(request.app[VTN].get_ven(who, request.match_info["venID"]))
+
+
+@scoped(Scope.WRITE_VENS)
+async def update_ven(request: web.Request, who: Principal) -> web.Response:
+    """updateVen."""
+    body = await _json_body(request)
+    return _ok(request.app[VTN].update_ven(who, request.match_info["venID"], body))
+
+
+@scoped(Scope.WRITE_VENS)
+async def delete_ven(request: web.Request, who: Principal) -> web.Response:
+    """deleteVen."""
+    return _ok(request.app[VTN].delete_ven(who, request.match_info["venID"]))
+
+
+@scoped(*_READ_VEN_OBJECTS)
+async def list_resources(request: web.Request, who: Principal) -> web.Response:
+    """searchVenResources: a VEN client reads its own, BL all."""
+    return _ok(
+        request.app[VTN].list_resources(
+            who,
+            ven_id=request.query.get("venID"),
+            resource_name=request.query.get("resourceName"),
+            targets=_targets(request),
+            page=_page(request),
+        )
+    )
+
+
+@scoped(Scope.WRITE_VENS)
+async def create_resource(request: web.Request, who: Principal) -> web.Response:
+    """createResource."""
+    return _ok(request.app[VTN].create_resource(who, await _json_body(request)), status=201)
+
+
+@scoped(*_READ_VEN_OBJECTS)
+async def get_resource(request: web.Request, who: Principal) -> web.Response:
+    """searchVenResourceByID."""
+    return _ok(request.app[VTN].get_resource(who, request.match_info["resourceID"]))
+
+
+@scoped(Scope.WRITE_VENS)
+async def update_resource(request: web.Request, who: Principal) -> web.Response:
+    """updateVenResource."""
+    body = await _json_body(request)
+    return _ok(request.app[VTN].update_resource(who, request.match_info["resourceID"], body))
+
+
+@scoped(Scope.WRITE_VENS)
+async def delete_resource(request: web.Request, who: Principal) -> web.Response:
+    """deleteVenResource."""
+    return _ok(request.app[VTN].delete_resource(who, request.match_info["resourceID"]))
+
+
 def add_routes(app: web.Application) -> None:
     """Mount the VTN endpoints."""
     router = app.router
@@ -390,3 +470,13 @@ def add_routes(app: web.Application) -> None:
     router.add_get("/subscriptions", list_subscriptions)
     router.add_post("/subscriptions", create_subscription)
     router.add_delete("/subscriptions/{subscriptionID}", delete_subscription)
+    router.add_get("/vens", list_vens)
+    router.add_post("/vens", create_ven)
+    router.add_get("/vens/{venID}", get_ven)
+    router.add_put("/vens/{venID}", update_ven)
+    router.add_delete("/vens/{venID}", delete_ven)
+    router.add_get("/resources", list_resources)
+    router.add_post("/resources", create_resource)
+    router.add_get("/resources/{resourceID}", get_resource)
+    router.add_put("/resources/{resourceID}", update_resource)
+    router.add_delete("/resources/{resourceID}", delete_resource)

@@ -97,6 +97,11 @@ class Principal:
             community=client.community,
         )
 
+    @classmethod
+    def grid(cls, name: str) -> Principal:
+        """The grid's own business logic (its scenario, its decisions), with every BL scope."""
+        return cls(client_id=name, role=Role.BL, scopes=ROLE_SCOPES[Role.BL], community=None)
+
     def may_see(self, targets: Iterable[str] | None) -> bool:
         """Whether a program or event with these targets is visible to this client.
 

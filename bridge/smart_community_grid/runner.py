@@ -1,9 +1,9 @@
 """The scenario runner: what the grid publishes by itself, and when.
 
-At start it creates the scenario's programs and today's and tomorrow's tariff events; each
-demand-response event follows at its ``publish_after``, and a new tariff day after every local
-midnight. All of it goes through the same path as a BL client's POST, so it is signed and
-announced alike.
+At start it creates the scenario's programs (the interconnection program among them) and today's
+and tomorrow's tariff events; each demand-response event follows at its ``publish_after``, and a
+new tariff day after every local midnight. All of it goes through the same path as a BL client's
+POST, so it is signed and announced alike.
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ import logging
 
 from aiohttp import web
 
-from .app_keys import SCENARIO, VTN
+from .app_keys import CLOCK, SCENARIO, VTN
 from .demand_response import DemandResponse
 from .errors import ProblemError
-from .oauth import ROLE_SCOPES, Principal, Role
+from .interconnection import interconnection_program
+from .oauth import Principal
 from .scenario import EventPlan, Scenario
 from .tariff import tariff_day_event, tariff_program
 from .vtn import Vtn, utc_now
@@ -38,12 +39,7 @@ class ScenarioRunner:
         self._vtn = vtn
         self._clock = clock
         # The grid publishes its scenario as its own business-logic client.
-        self._operator = Principal(
-            client_id=scenario.grid,
-            role=Role.BL,
-            scopes=ROLE_SCOPES[Role.BL],
-            community=None,
-        )
+        self._operator = Principal.grid(scenario.grid)
         self._program_ids: dict[str, str] = {}
         self._tariff_days: set[date] = set()
         self._started = clock()
@@ -58,6 +54,9 @@ class ScenarioRunner:
             if plan.targets:
                 body["targets"] = list(plan.targets)
             self._create_program(plan.name, body)
+        if self._scenario.interconnection is not None:
+            name = self._scenario.interconnection.program
+            self._create_program(name, interconnection_program(name))
         if tariff is not None:
             self._publish_tariff_days()
 
@@ -124,7 +123,7 @@ class ScenarioRunner:
 
 async def scenario_context(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx: publish the scenario's start state, then run it in the background."""
-    runner = ScenarioRunner(app[SCENARIO], app[VTN])
+    runner = ScenarioRunner(app[SCENARIO], app[VTN], app[CLOCK])
     runner.start()
     task = asyncio.create_task(runner.run(), name="scenario")
     yield

@@ -6,7 +6,8 @@ A YAML document validated with voluptuous; every error names the offending key, 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import time
 from pathlib import Path
 import re
@@ -17,6 +18,7 @@ import voluptuous as vol
 import yaml
 
 from smart_community_protocol import (
+    Grant,
     ModelError,
     ReportDescriptor,
     TargetError,
@@ -27,10 +29,12 @@ from smart_community_protocol import (
 from smart_community_protocol.validation import check_body
 
 from .oauth import Client, Role
-from .targeting import TARGET_FORMS, is_grid_target
+from .targeting import TARGET_FORMS, is_grid_target, is_place_id
 
 DEFAULT_TOKEN_LIFETIME = 3600
 DEFAULT_MAX_BODY_SIZE = 1024 * 1024
+DEFAULT_DELEGATION_LIFETIME = 86400
+DEFAULT_INTERCONNECTION_PROGRAM = "interconnection"
 _CLOCK_TIME = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
 
@@ -98,6 +102,24 @@ class WebhookSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class DelegationPlan:
+    """What the grid lets a VEN client's bridge sign itself, as a grid delegation says it."""
+
+    lifetime: int  # seconds a delegation is valid; a read past half of it brings a new one
+    grants: tuple[Grant, ...]
+    hosting_kw: Mapping[str, float]  # transformer id -> export capacity the community grants
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InterconnectionPolicy:
+    """How the grid decides grid-connection requests, and where it publishes its grants."""
+
+    program: str
+    approve_up_to_kw: float
+    decide_after: float  # seconds after the request; 0 decides within it
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Scenario:
     """Everything the grid needs to run."""
 
@@ -111,12 +133,16 @@ class Scenario:
     programs: tuple[ProgramPlan, ...]
     events: tuple[EventPlan, ...]
     webhooks: WebhookSettings
+    # client id -> what the grid delegates to that VEN client's bridge
+    delegations: Mapping[str, DelegationPlan] = field(default_factory=dict)
+    interconnection: InterconnectionPolicy | None = None
 
     @property
     def program_names(self) -> tuple[str, ...]:
         """Names of the programs the grid creates at start, the tariff's first."""
         tariff = (self.tariff.program,) if self.tariff else ()
-        return tariff + tuple(program.name for program in self.programs)
+        interconnection = (self.interconnection.program,) if self.interconnection else ()
+        return tariff + tuple(program.name for program in self.programs) + interconnection
 
 
 def _number(value: Any) -> float:
@@ -187,6 +213,18 @@ def _report_descriptor(value: Any) -> dict[str, Any]:
     return dict(value)
 
 
+def _payload_type(value: Any) -> str:
+    if not isinstance(value, str) or not 1 <= len(value) <= 128:
+        raise vol.Invalid("expected a payload type of 1-128 characters")
+    return value
+
+
+def _place_id(value: Any) -> str:
+    if not isinstance(value, str) or not is_place_id(value):
+        raise vol.Invalid("expected a transformer id of 1-64 letters, digits, '_' or '-'")
+    return value
+
+
 _PERIOD = vol.Schema({vol.Required("start"): _clock_time, vol.Required("price"): _number})
 _TARIFF = vol.Schema(
     {
@@ -202,12 +240,31 @@ _TARIFF = vol.Schema(
         vol.Optional("export_periods", default=list): [_PERIOD],
     }
 )
+_GRANT = vol.Schema(
+    {
+        vol.Optional("min"): _number,
+        vol.Optional("max"): _number,
+        vol.Optional("text", default=False): bool,
+    }
+)
+_DELEGATION = vol.Schema(
+    {
+        vol.Optional("lifetime", default=DEFAULT_DELEGATION_LIFETIME): vol.All(
+            _integer, vol.Range(min=60, max=31 * 86400)
+        ),
+        vol.Required("grants"): vol.All(
+            {_payload_type: _GRANT}, vol.Length(min=1, msg="needs at least one payload type")
+        ),
+        vol.Optional("hosting_kw", default=dict): {_place_id: vol.All(_number, vol.Range(min=0))},
+    }
+)
 _CLIENT = vol.Schema(
     {
         vol.Required("client_id"): _text,
         vol.Required("secret"): _text,
         vol.Required("role"): vol.In([str(role) for role in Role], msg="expected BL or VEN"),
         vol.Optional("community"): _community,
+        vol.Optional("delegation"): _DELEGATION,
     }
 )
 _PROGRAM = vol.Schema({vol.Required("name"): _text, vol.Optional("targets"): [_text]})
@@ -236,6 +293,13 @@ _WEBHOOKS = vol.Schema(
         vol.Optional("allow_http_hosts", default=list): [_text],
     }
 )
+_INTERCONNECTION = vol.Schema(
+    {
+        vol.Optional("program", default=DEFAULT_INTERCONNECTION_PROGRAM): _text,
+        vol.Required("approve_up_to_kw"): vol.All(_number, vol.Range(min=0)),
+        vol.Optional("decide_after", default=0.0): vol.All(_number, vol.Range(min=0, max=86400)),
+    }
+)
 _SCENARIO = vol.Schema(
     {
         vol.Required("grid"): _text,
@@ -252,6 +316,7 @@ _SCENARIO = vol.Schema(
         vol.Optional("programs", default=list): [_PROGRAM],
         vol.Optional("events", default=list): [_EVENT],
         vol.Optional("webhooks", default=dict): _WEBHOOKS,
+        vol.Optional("interconnection"): _INTERCONNECTION,
     }
 )
 
@@ -293,7 +358,15 @@ def parse_scenario(data: object, base: Path) -> Scenario:
         _client(entry, index, communities) for index, entry in enumerate(valid["clients"])
     )
     _check_unique([client.client_id for client in clients], "clients", "client_id")
+    delegations = {
+        client.client_id: _delegation(entry["delegation"], index, client)
+        for index, (entry, client) in enumerate(zip(valid["clients"], clients, strict=True))
+        if "delegation" in entry
+    }
     tariff = _tariff(valid["tariff"]) if "tariff" in valid else None
+    interconnection = (
+        InterconnectionPolicy(**valid["interconnection"]) if "interconnection" in valid else None
+    )
     programs = tuple(
         ProgramPlan(
             name=entry["name"],
@@ -304,6 +377,11 @@ def parse_scenario(data: object, base: Path) -> Scenario:
     names = ([tariff.program] if tariff else []) + [program.name for program in programs]
     if len(set(names)) != len(names):
         raise _fail(["programs"], "program names must be unique (the tariff's included)")
+    if interconnection is not None and interconnection.program in names:
+        raise _fail(
+            ["interconnection", "program"],
+            f"'{interconnection.program}' is already the name of another program",
+        )
     events = tuple(
         _event(entry, index, communities, names) for index, entry in enumerate(valid["events"])
     )
@@ -325,6 +403,8 @@ def parse_scenario(data: object, base: Path) -> Scenario:
             allow_http_loopback=webhooks["allow_http_loopback"],
             allow_http_hosts=tuple(webhooks["allow_http_hosts"]),
         ),
+        delegations=delegations,
+        interconnection=interconnection,
     )
 
 
@@ -351,6 +431,29 @@ def _client(entry: dict[str, Any], index: int, communities: tuple[str, ...]) -> 
         raise _fail(["clients", index, "community"], f"'{community}' is not listed in communities")
     return Client(
         client_id=entry["client_id"], secret=entry["secret"], role=role, community=community
+    )
+
+
+def _delegation(entry: dict[str, Any], index: int, client: Client) -> DelegationPlan:
+    path: list[Any] = ["clients", index, "delegation"]
+    if client.role is not Role.VEN:
+        raise _fail(path, "only a VEN client (a community's bridge) can hold a delegation")
+    grants = []
+    for payload_type, bounds in entry["grants"].items():
+        where = [*path, "grants", payload_type]
+        if ("min" in bounds) != ("max" in bounds):
+            raise _fail(where, "give both min and max (numbers), or neither")
+        if "min" not in bounds and not bounds["text"]:
+            raise _fail(where, "grants nothing: give min and max, or text: true")
+        if "min" in bounds and bounds["min"] > bounds["max"]:
+            raise _fail([*where, "min"], f"{bounds['min']:g} is above max {bounds['max']:g}")
+        grants.append(
+            Grant(payload_type, bounds["min"], bounds["max"], bounds["text"])
+            if "min" in bounds
+            else Grant(payload_type, text=True)
+        )
+    return DelegationPlan(
+        lifetime=entry["lifetime"], grants=tuple(grants), hosting_kw=dict(entry["hosting_kw"])
     )
 
 

@@ -1,15 +1,20 @@
-"""The grid's VTN: programs, events, reports and subscriptions, with their access rules.
+"""The grid's VTN: programs, events, reports, subscriptions, VENs and resources, with their
+access rules.
 
 Every program and event is stored as the grid signed it; every change is announced to the
-subscriptions allowed to see the object. Nothing here knows about HTTP.
+subscriptions allowed to see the object. A VEN of a client the scenario delegates to carries
+the grid's delegation; a resource that requests a grid connection gets the grid's decision.
+Nothing here knows about HTTP.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 import secrets
+from types import MappingProxyType
 from typing import Any
 
 from smart_community_protocol import (
@@ -19,19 +24,39 @@ from smart_community_protocol import (
     ObjectType,
     Operation,
     Program,
+    PublicKey,
     Report,
     Subscription,
     TimingError,
     addresses,
+    community_target,
     event_window,
     format_datetime,
 )
-from smart_community_protocol.models import OpenADRModel
+from smart_community_protocol.models import OpenADRModel, Resource, Ven
 from smart_community_protocol.validation import check_body
 
+from .delegations import (
+    IssuedDelegation,
+    accept_attributes,
+    delegate,
+    delegate_key,
+    with_delegation,
+)
 from .errors import BadRequest, Conflict, NotFound
+from .interconnection import (
+    STATUS,
+    ConnectionRequest,
+    ConnectionStatus,
+    Decision,
+    decide,
+    decided_attributes,
+    grant_event,
+    read_connection,
+)
 from .issuer import Issuer
-from .oauth import Client, Principal
+from .oauth import Client, Principal, Role
+from .scenario import DelegationPlan, InterconnectionPolicy
 from .targeting import check_targets
 from .webhooks import Callback, Webhooks
 
@@ -58,6 +83,37 @@ class Record[M]:
     wire: dict[str, Any]
 
 
+@dataclass(slots=True)
+class VenRecord:
+    """A stored VEN, the key it asks a delegation for, and the delegation it holds."""
+
+    model: Ven
+    wire: dict[str, Any]
+    key: PublicKey | None
+    delegation: IssuedDelegation | None = None
+
+    @property
+    def owner(self) -> str:
+        """The client the VEN belongs to (the grid always sets it)."""
+        return str(self.model.client_id)
+
+
+@dataclass(slots=True)
+class ResourceRecord:
+    """A stored resource and, for a grid connection, the request and decision about it."""
+
+    model: Resource
+    wire: dict[str, Any]
+    decision: Decision | None = None  # the grid's decision in force (its grant event stands)
+    pending: ConnectionRequest | None = None  # a request the grid decides at ``due``
+    due: datetime | None = None
+
+    @property
+    def owner(self) -> str:
+        """The client the resource's VEN belongs to (the grid always sets it)."""
+        return str(self.model.client_id)
+
+
 def utc_now() -> datetime:
     """The current time, aware, in UTC (the default clock)."""
     return datetime.now(UTC)
@@ -74,6 +130,17 @@ def _parse[M: OpenADRModel](model: type[M], body: object, provided: dict[str, An
         return model.parse(merged)
     except ModelError as err:
         raise BadRequest(str(err)) from err
+
+
+def _request_body(who: Principal, body: object, kind: str) -> dict[str, Any]:
+    """A copy of a VEN or resource request; a VEN client sends VEN_<kind>_REQUEST, BL sends
+    BL_<kind>_REQUEST (the specification's two forms)."""
+    if not isinstance(body, dict):
+        raise BadRequest("body: expected a JSON object")
+    expected = f"{who.role}_{kind}_REQUEST"
+    if body.get("objectType") != expected:
+        raise BadRequest(f"objectType: a {who.role} client sends {expected}")
+    return dict(body)
 
 
 def _matches(targets: list[str] | None, wanted: Iterable[str]) -> bool:
@@ -93,17 +160,36 @@ class Vtn:
         issuer: Issuer,
         webhooks: Webhooks,
         clock: Callable[[], datetime] = utc_now,
+        delegations: Mapping[str, DelegationPlan] = MappingProxyType({}),
+        interconnection: InterconnectionPolicy | None = None,
     ) -> None:
-        """Serve ``clients``; sign with ``issuer``; call subscribers through ``webhooks``."""
+        """Serve ``clients``; sign with ``issuer``; call subscribers through ``webhooks``.
+
+        ``delegations`` (by client id) are what the grid delegates to VEN clients' bridges;
+        ``interconnection`` is how it decides grid-connection requests (None: it refuses them).
+        """
         self._clients: Mapping[str, Client] = {client.client_id: client for client in clients}
         self._communities = tuple(communities)
         self._issuer = issuer
         self._webhooks = webhooks
         self._clock = clock
+        self._delegations = delegations
+        self._interconnection = interconnection
+        # The grid's own decisions (grants) are published as its business logic.
+        self._operator = Principal.grid(issuer.signer.issuer)
         self._programs: dict[str, Record[Program]] = {}
         self._events: dict[str, Record[Event]] = {}
         self._reports: dict[str, Record[Report]] = {}
         self._subscriptions: dict[str, Record[Subscription]] = {}
+        self._vens: dict[str, VenRecord] = {}
+        self._resources: dict[str, ResourceRecord] = {}
+        self._timer: asyncio.TimerHandle | None = None
+
+    def close(self) -> None:
+        """Stop the timer of pending decisions (the grid is shutting down)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     # --- programs --------------------------------------------------------------------------
 
@@ -372,6 +458,308 @@ class Vtn:
         del self._subscriptions[subscription_id]
         await self._webhooks.forget(subscription_id)
         return record.wire
+
+    # --- VENs ------------------------------------------------------------------------------
+
+    def list_vens(
+        self, who: Principal, *, ven_name: str | None, targets: list[str], page: Page
+    ) -> list[dict[str, Any]]:
+        """VENs the caller may read (a VEN client its own, BL all), filtered."""
+        records = [
+            record
+            for record in self._vens.values()
+            if who.owns(record.owner)
+            and (ven_name is None or record.model.ven_name == ven_name)
+            and _matches(record.model.targets, targets)
+        ]
+        return [self._ven_answer(record) for record in page.of(records)]
+
+    def get_ven(self, who: Principal, ven_id: str) -> dict[str, Any]:
+        """One VEN, if the caller may read it, with a current delegation where it has one."""
+        return self._ven_answer(self._visible_ven(who, ven_id))
+
+    def create_ven(self, who: Principal, body: object) -> dict[str, Any]:
+        """Store a VEN (a VEN client's own; BL's for any VEN client) and announce it."""
+        record = self._ven_record(who, body, None)
+        self._vens[record.model.id] = record
+        answer = self._ven_answer(record)
+        self._announce_ven(Operation.CREATE, record, answer)
+        return answer
+
+    def update_ven(self, who: Principal, ven_id: str, body: object) -> dict[str, Any]:
+        """Replace a VEN's content; a new key (or owner) brings a new delegation."""
+        existing = self._visible_ven(who, ven_id)
+        record = self._ven_record(who, body, existing)
+        if record.key == existing.key and record.owner == existing.owner:
+            record.delegation = existing.delegation
+        self._vens[ven_id] = record
+        answer = self._ven_answer(record)
+        self._announce_ven(Operation.UPDATE, record, answer)
+        return answer
+
+    def delete_ven(self, who: Principal, ven_id: str) -> dict[str, Any]:
+        """Remove a VEN and its resources (the grid's grants to them are withdrawn)."""
+        existing = self._visible_ven(who, ven_id)
+        for resource_id in [
+            r.model.id for r in self._resources.values() if r.model.ven_id == ven_id
+        ]:
+            self.delete_resource(who, resource_id)
+        del self._vens[ven_id]
+        self._announce_ven(Operation.DELETE, existing, existing.wire)
+        return existing.wire
+
+    def _visible_ven(self, who: Principal, ven_id: str) -> VenRecord:
+        record = self._vens.get(ven_id)
+        if record is None or not who.owns(record.owner):
+            raise NotFound(f"no VEN '{ven_id}'")
+        return record
+
+    def _ven_record(self, who: Principal, body: object, existing: VenRecord | None) -> VenRecord:
+        """A VEN from a request body, checked; VEN clients get their own id and community."""
+        body = _request_body(who, body, "VEN")
+        accept_attributes(body)
+        provided = self._metadata(ObjectType.VEN, existing.wire if existing else None)
+        if who.role is Role.VEN:
+            assert who.community is not None
+            provided |= {"clientID": who.client_id, "targets": [community_target(who.community)]}
+        model = _parse(Ven, body, provided)
+        if model.client_id is None:
+            raise BadRequest("clientID: required property is missing")
+        owner = self._clients.get(model.client_id)
+        if owner is None or owner.role is not Role.VEN or owner.community is None:
+            raise BadRequest(f"clientID: '{model.client_id}' names no VEN client of this grid")
+        if model.targets is None:
+            model.targets = [community_target(owner.community)]
+        check_targets(model.targets, self._communities)
+        if not 1 <= len(model.ven_name) <= 128:
+            raise BadRequest("venName: must be 1 to 128 characters")
+        for other in self._vens.values():
+            if other.model.ven_name == model.ven_name and other.model.id != model.id:
+                raise Conflict(f"venName '{model.ven_name}' is taken by VEN '{other.model.id}'")
+        key = delegate_key(model.attributes, self._issuer.signer.issuer)
+        return VenRecord(model, model.to_json_dict(), key)
+
+    def _ven_answer(self, record: VenRecord) -> dict[str, Any]:
+        """The VEN as the grid answers: with the delegation its client is granted, if any.
+
+        A delegation with less than half its lifetime left is replaced by a new one first.
+        """
+        plan = self._delegations.get(record.owner)
+        owner = self._clients.get(record.owner)
+        if plan is None or record.key is None or owner is None or owner.community is None:
+            record.delegation = None
+            return record.wire
+        now = self._clock()
+        if record.delegation is None or record.delegation.renew_by(now):
+            record.delegation = delegate(
+                self._issuer.signer, plan, community=owner.community, key=record.key, now=now
+            )
+        return with_delegation(record.wire, record.delegation)
+
+    def _announce_ven(
+        self, operation: Operation, record: VenRecord, answer: dict[str, Any]
+    ) -> None:
+        self._announce(
+            ObjectType.VEN,
+            operation,
+            answer,
+            record.model.targets,
+            program_id=None,
+            owner=record.owner,
+        )
+
+    # --- resources -------------------------------------------------------------------------
+
+    def list_resources(
+        self,
+        who: Principal,
+        *,
+        ven_id: str | None,
+        resource_name: str | None,
+        targets: list[str],
+        page: Page,
+    ) -> list[dict[str, Any]]:
+        """Resources the caller may read (a VEN client its own, BL all), filtered."""
+        self._settle()
+        return page.of(
+            [
+                record.wire
+                for record in self._resources.values()
+                if who.owns(record.owner)
+                and (ven_id is None or record.model.ven_id == ven_id)
+                and (resource_name is None or record.model.resource_name == resource_name)
+                and _matches(record.model.targets, targets)
+            ]
+        )
+
+    def get_resource(self, who: Principal, resource_id: str) -> dict[str, Any]:
+        """One resource, if the caller may read it, with any decision that is due."""
+        self._settle()
+        return self._visible_resource(who, resource_id).wire
+
+    def create_resource(self, who: Principal, body: object) -> dict[str, Any]:
+        """Store a resource of one of the caller's VENs; a grid-connection request is decided
+        at once, or after the scenario's ``decide_after``."""
+        self._settle()
+        record = self._resource_record(who, body, None)
+        self._resources[record.model.id] = record
+        self._connect(record, None)
+        self._announce_resource(Operation.CREATE, record)
+        return record.wire
+
+    def update_resource(self, who: Principal, resource_id: str, body: object) -> dict[str, Any]:
+        """Replace a resource's content; a new request is decided anew."""
+        self._settle()
+        existing = self._visible_resource(who, resource_id)
+        record = self._resource_record(who, body, existing)
+        self._resources[resource_id] = record
+        self._connect(record, existing)
+        self._announce_resource(Operation.UPDATE, record)
+        return record.wire
+
+    def delete_resource(self, who: Principal, resource_id: str) -> dict[str, Any]:
+        """Remove a resource; a grid connection granted to it is withdrawn (its event deleted)."""
+        existing = self._visible_resource(who, resource_id)
+        del self._resources[resource_id]
+        if existing.decision is not None:
+            self._withdraw(existing.decision.event_id)
+        self._schedule()
+        self._announce_resource(Operation.DELETE, existing)
+        return existing.wire
+
+    def _visible_resource(self, who: Principal, resource_id: str) -> ResourceRecord:
+        record = self._resources.get(resource_id)
+        if record is None or not who.owns(record.owner):
+            raise NotFound(f"no resource '{resource_id}'")
+        return record
+
+    def _resource_record(
+        self, who: Principal, body: object, existing: ResourceRecord | None
+    ) -> ResourceRecord:
+        """A resource from a request body, checked, with what it asks of the grid."""
+        body = _request_body(who, body, "RESOURCE")
+        provided = self._metadata(ObjectType.RESOURCE, existing.wire if existing else None)
+        if who.role is Role.VEN:
+            provided["clientID"] = who.client_id
+        model = _parse(Resource, body, provided)
+        ven = self._vens.get(model.ven_id)
+        if ven is None or not who.owns(ven.owner):
+            raise BadRequest(f"venID: '{model.ven_id}' names no VEN of this client")
+        if model.client_id != ven.owner:
+            raise BadRequest(
+                f"clientID: must be '{ven.owner}', the client VEN '{model.ven_id}' is of"
+            )
+        if not 1 <= len(model.resource_name) <= 128:
+            raise BadRequest("resourceName: must be 1 to 128 characters")
+        community = self._clients[ven.owner].community
+        check_targets(model.targets, (community,) if community else ())
+        status, request = read_connection(model.attributes, model.targets)
+        record = ResourceRecord(model, model.to_json_dict())
+        previous = existing.decision if existing else None
+        if status in {ConnectionStatus.GRANTED, ConnectionStatus.REFUSED}:
+            if previous is None or previous.status is not status or previous.request != request:
+                raise BadRequest(
+                    f"attributes {STATUS}: {status} is the grid's decision, not a request;"
+                    " send REQUESTED to ask for a grid connection (again)"
+                )
+            record.decision = previous
+        elif status is ConnectionStatus.REQUESTED:
+            # The grant in force stands until the grid has decided on the new request.
+            record.decision = previous
+            record.pending = request
+            if existing is not None and existing.pending == request:
+                record.due = existing.due
+            else:
+                delay = self._interconnection.decide_after if self._interconnection else 0
+                record.due = self._clock() + timedelta(seconds=delay)
+        return record
+
+    def _connect(self, record: ResourceRecord, existing: ResourceRecord | None) -> None:
+        """Apply what a stored resource asks: decide a due request, or record the status."""
+        attributes = record.wire.get("attributes") or []
+        now = self._clock()
+        if record.pending is not None and record.due is not None and record.due <= now:
+            self._decide(record, now)
+        elif record.pending is not None:
+            record.wire["attributes"] = decided_attributes(attributes, None)
+        elif record.decision is not None:
+            record.wire["attributes"] = decided_attributes(attributes, record.decision)
+        elif existing is not None and existing.decision is not None:
+            # Recorded as the community granted it (or no longer a connection): the grid's
+            # own grant is withdrawn.
+            self._withdraw(existing.decision.event_id)
+        self._schedule()
+
+    def _settle(self) -> None:
+        """Decide every request that is due (and announce it); the timer waits for the next."""
+        now = self._clock()
+        for record in self._resources.values():
+            if record.pending is None or record.due is None or record.due > now:
+                continue
+            self._decide(record, now)
+            record.wire["modificationDateTime"] = format_datetime(now)
+            self._announce_resource(Operation.UPDATE, record)
+        self._schedule()
+
+    def _decide(self, record: ResourceRecord, now: datetime) -> None:
+        """Decide the pending request; a grant is published (or its earlier event updated)."""
+        request = record.pending
+        assert request is not None
+        decision = decide(request, self._interconnection)
+        previous = record.decision.event_id if record.decision else None
+        if decision.status is ConnectionStatus.GRANTED:
+            assert self._interconnection is not None
+            program = self._program_named(self._interconnection.program)
+            if program is None:
+                decision = Decision(
+                    request,
+                    ConnectionStatus.REFUSED,
+                    reason=f"The grid has no program '{self._interconnection.program}' to"
+                    " publish the grant in.",
+                )
+            else:
+                body = grant_event(program, record.model.resource_name, request, now)
+                event = (
+                    self.update_event(self._operator, previous, body)
+                    if previous in self._events
+                    else self.create_event(self._operator, body)
+                )
+                decision = replace(decision, event_id=event["id"])
+        if decision.status is not ConnectionStatus.GRANTED:
+            self._withdraw(previous)
+        record.decision = decision
+        record.pending = record.due = None
+        record.wire["attributes"] = decided_attributes(
+            record.wire.get("attributes") or [], decision
+        )
+
+    def _withdraw(self, event_id: str | None) -> None:
+        """Delete a grant event the grid published, unless BL has already."""
+        if event_id is not None and event_id in self._events:
+            self.delete_event(self._operator, event_id)
+
+    def _schedule(self) -> None:
+        """Set the one timer for the earliest pending decision (none pending: no timer)."""
+        self.close()
+        dues = [record.due for record in self._resources.values() if record.due is not None]
+        if dues:
+            delay = (min(dues) - self._clock()).total_seconds()
+            self._timer = asyncio.get_running_loop().call_later(max(0.0, delay), self._settle)
+
+    def _program_named(self, name: str) -> str | None:
+        return next(
+            (r.model.id for r in self._programs.values() if r.model.program_name == name), None
+        )
+
+    def _announce_resource(self, operation: Operation, record: ResourceRecord) -> None:
+        self._announce(
+            ObjectType.RESOURCE,
+            operation,
+            record.wire,
+            record.model.targets,
+            program_id=None,
+            owner=record.owner,
+        )
 
     # --- shared ----------------------------------------------------------------------------
 

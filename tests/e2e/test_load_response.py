@@ -26,13 +26,7 @@ from smart_community_bridge import homes
 from smart_community_bridge.state import LEDGER
 from smart_community_protocol import Placement
 
-from .test_three_tiers import (  # the stack fixture: the three tiers as those tests start them
-    Stack,
-    setup_home,
-    stack_fixture,  # noqa: F401
-    state,
-    wait_for,
-)
+from .stack import Stack, setup_home, state, wait_for
 
 H2 = Placement(community="c1", feeder="f1", transformer="t1", home="h2")
 

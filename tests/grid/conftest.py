@@ -18,6 +18,7 @@ import pytest
 
 from smart_community_grid.app import create_app
 from smart_community_grid.scenario import parse_scenario
+from smart_community_grid.vtn import utc_now
 from smart_community_protocol import (
     PublicKey,
     Verifier,
@@ -169,16 +170,35 @@ def scenario_dict(**overrides: Any) -> dict[str, Any]:
 type GridFactory = Callable[..., Awaitable[Grid]]
 
 
+@dataclass
+class Clock:
+    """A clock for the grid that stands still until a test moves it."""
+
+    now: datetime = field(default_factory=lambda: datetime.now(UTC).replace(microsecond=0))
+
+    def __call__(self) -> datetime:
+        """The current time of the grid."""
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        """Move the grid's time forward."""
+        self.now += timedelta(seconds=seconds)
+
+    def timestamp(self) -> float:
+        """The grid's time in seconds since the epoch (a Verifier's clock)."""
+        return self.now.timestamp()
+
+
 @pytest.fixture
 async def make_grid(
     aiohttp_client: Callable[..., Awaitable[TestClient[web.Request, web.Application]]],
     tmp_path: Path,
 ) -> GridFactory:
-    """Start a grid for the base scenario with top-level keys replaced."""
+    """Start a grid for the base scenario with top-level keys replaced (and its clock)."""
 
-    async def start(**overrides: Any) -> Grid:
+    async def start(*, clock: Callable[[], datetime] = utc_now, **overrides: Any) -> Grid:
         scenario = parse_scenario(scenario_dict(**overrides), tmp_path)
-        return Grid(await aiohttp_client(create_app(scenario)))
+        return Grid(await aiohttp_client(create_app(scenario, clock=clock)))
 
     return start
 
@@ -290,3 +310,46 @@ def subscription(
     }
     body.update(fields)
     return body
+
+
+def ven_request(name: str, **fields: Any) -> dict[str, Any]:
+    """A VenVenRequest body, as a VEN client posts its own VEN."""
+    body: dict[str, Any] = {"objectType": "VEN_VEN_REQUEST", "venName": name}
+    body.update(fields)
+    return body
+
+
+def delegate_key(key: PublicKey) -> dict[str, Any]:
+    """The attribute that asks the grid to delegate to a bridge's key (a JWK as JSON text)."""
+    return {"type": "X_DELEGATE_KEY", "values": [json_module.dumps(key.to_jwk())]}
+
+
+def connection_request(
+    ven_id: str,
+    *,
+    kilowatts: float = 6.5,
+    status: str = "REQUESTED",
+    targets: tuple[str, ...] = ("home:c1/h1", "transformer:c1/t1"),
+    **fields: Any,
+) -> dict[str, Any]:
+    """A VenResourceRequest body: a PV system at one home asking for a grid connection."""
+    body: dict[str, Any] = {
+        "objectType": "VEN_RESOURCE_REQUEST",
+        "resourceName": "pv-h1",
+        "venID": ven_id,
+        "targets": list(targets),
+        "attributes": [
+            {"type": "X_CONNECTION_STATUS", "values": [status]},
+            {"type": "MAX_POWER_EXPORT", "values": [kilowatts]},
+            {"type": "X_INVERTER", "values": ["SunSpec", "PV-8000", "SN123"]},
+        ],
+    }
+    body.update(fields)
+    return body
+
+
+def attribute(obj: dict[str, Any], kind: str) -> list[Any] | None:
+    """The values of an object's attribute of one type (None when it has none)."""
+    found = [a["values"] for a in obj.get("attributes") or () if a["type"] == kind]
+    assert len(found) <= 1, found
+    return found[0] if found else None

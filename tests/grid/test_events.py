@@ -195,9 +195,9 @@ async def test_unknown_ids_and_paths(grid: Grid) -> None:
         reply = await grid.call(method, path, json=body if method == "PUT" else None)
         assert reply.status == 404, (method, path)
         assert "nope" in reply.body["detail"]
-    reply = await grid.call("GET", "/vens")
+    reply = await grid.call("GET", "/notifiers/mqtt/topics/programs")
     assert reply.status == 404
-    assert reply.body["detail"] == "no endpoint GET /vens"
+    assert reply.body["detail"] == "no endpoint GET /notifiers/mqtt/topics/programs"
 
 
 async def test_event_interval_without_duration_is_refused(grid: Grid) -> None:

@@ -9,9 +9,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from smart_community_grid.scenario import ScenarioError, load_scenario, parse_scenario
+from smart_community_grid.scenario import (
+    InterconnectionPolicy,
+    ScenarioError,
+    load_scenario,
+    parse_scenario,
+)
 from smart_community_grid.tariff import format_duration, tariff_day_event
-from smart_community_protocol import Event, parse_datetime, parse_duration
+from smart_community_protocol import Event, Grant, parse_datetime, parse_duration
 
 from .conftest import scenario_dict
 
@@ -35,6 +40,19 @@ def test_demo_scenario_is_valid() -> None:
     assert event.publish_after < event.start_after
     assert event.targets == ("community:demo",)
     assert scenario.webhooks.allow_http_loopback
+    delegation = scenario.delegations["bridge-demo"]
+    assert delegation.lifetime == 86400
+    assert {grant.payload_type: grant for grant in delegation.grants} == {
+        "EXPORT_CAPACITY_LIMIT": Grant("EXPORT_CAPACITY_LIMIT", 0, 10),
+        "IMPORT_CAPACITY_LIMIT": Grant("IMPORT_CAPACITY_LIMIT", 1.4, 22),
+        "X_EV_CHARGING_LIMIT": Grant("X_EV_CHARGING_LIMIT", 1.4, 22),
+        "ALERT_OTHER": Grant("ALERT_OTHER", text=True),
+    }
+    assert delegation.hosting_kw == {"transformer-1": 60}
+    assert scenario.interconnection == InterconnectionPolicy(
+        program="demo-interconnection", approve_up_to_kw=10, decide_after=30
+    )
+    assert scenario.program_names[-1] == "demo-interconnection"
 
 
 def _error(data: dict[str, Any]) -> str:
@@ -132,6 +150,90 @@ def test_tariff_errors_name_the_period(periods: list[dict[str, Any]], message: s
     data = scenario_dict()
     data["tariff"]["periods"] = periods
     assert _error(data) == f"scenario: {message}"
+
+
+def _delegating(**delegation: Any) -> dict[str, Any]:
+    clients = scenario_dict()["clients"]
+    clients[1]["delegation"] = {"grants": {"EXPORT_CAPACITY_LIMIT": {"min": 0, "max": 10}}}
+    clients[1]["delegation"].update(delegation)
+    return scenario_dict(clients=clients)
+
+
+def test_delegation_defaults() -> None:
+    scenario = parse_scenario(_delegating(), Path())
+    assert list(scenario.delegations) == ["ven1"]
+    plan = scenario.delegations["ven1"]
+    assert (plan.lifetime, plan.grants, plan.hosting_kw) == (
+        86400,
+        (Grant("EXPORT_CAPACITY_LIMIT", 0, 10),),
+        {},
+    )
+    assert scenario.interconnection is None
+
+
+D = "scenario: clients[1].delegation"
+
+
+@pytest.mark.parametrize(
+    ("delegation", "message"),
+    [
+        ({"lifetime": 10}, f"{D}.lifetime: value must be at least 60"),
+        ({"lifetime": "1d"}, f"{D}.lifetime: expected an integer"),
+        ({"grants": {}}, f"{D}.grants: needs at least one payload type"),
+        ({"grants": {"X": {}}}, f"{D}.grants.X: grants nothing: give min and max, or text: true"),
+        (
+            {"grants": {"X": {"min": 1}}},
+            f"{D}.grants.X: give both min and max (numbers), or neither",
+        ),
+        ({"grants": {"X": {"min": 5, "max": 1}}}, f"{D}.grants.X.min: 5 is above max 1"),
+        ({"grants": {"X": {"max": "ten", "min": 0}}}, f"{D}.grants.X.max: expected a number"),
+        ({"grants": {"X": {"text": "yes"}}}, f"{D}.grants.X.text: expected bool"),
+        ({"grants": {"X": {"step": 1}}}, f"{D}.grants.X.step: not a valid option"),
+        (
+            {"hosting_kw": {"t 1": 5}},
+            f"{D}.hosting_kw.t 1: expected a transformer id of 1-64 letters, digits, '_' or '-'",
+        ),
+        ({"hosting_kw": {"t1": -5}}, f"{D}.hosting_kw.t1: value must be at least 0"),
+        ({"hosting": {}}, f"{D}.hosting: not a valid option, did you mean 'hosting_kw'?"),
+    ],
+)
+def test_delegation_errors_name_the_key(delegation: dict[str, Any], message: str) -> None:
+    assert _error(_delegating(**delegation)) == message
+
+
+def test_only_a_ven_client_holds_a_delegation() -> None:
+    data = scenario_dict()
+    data["clients"][0]["delegation"] = {"grants": {"X": {"text": True}}}
+    assert _error(data) == (
+        "scenario: clients[0].delegation: only a VEN client (a community's bridge) can hold"
+        " a delegation"
+    )
+
+
+def test_interconnection_defaults() -> None:
+    scenario = parse_scenario(scenario_dict(interconnection={"approve_up_to_kw": 7.5}), Path())
+    assert scenario.interconnection == InterconnectionPolicy(
+        program="interconnection", approve_up_to_kw=7.5, decide_after=0
+    )
+    assert scenario.program_names == ("tou", "dr", "interconnection")
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ({}, "interconnection.approve_up_to_kw: required key not provided"),
+        ({"approve_up_to_kw": -1}, "interconnection.approve_up_to_kw: value must be at least 0"),
+        ({"approve_up_to_kw": 5, "decide_after": -1}, "interconnection.decide_after: value"),
+        ({"approve_up_to_kw": 5, "program": ""}, "interconnection.program: expected a non-empty"),
+        (
+            {"approve_up_to_kw": 5, "program": "dr"},
+            "interconnection.program: 'dr' is already the name of another program",
+        ),
+        ({"approve_up_to_kw": 5, "auto": True}, "interconnection.auto: not a valid option"),
+    ],
+)
+def test_interconnection_errors_name_the_key(section: dict[str, Any], message: str) -> None:
+    assert _error(scenario_dict(interconnection=section)).startswith(f"scenario: {message}")
 
 
 def test_unquoted_time_gets_a_hint() -> None:

@@ -4,6 +4,7 @@ Pure Python with no Home Assistant import: the integration ships it inside its o
 community bridge installs the same source as ``smart_community_protocol``.
 """
 
+from .delegation import Delegation, DelegationError, Grant, issue_delegation
 from .models import (
     AGGREGATED_REPORT,
     Event,
@@ -56,10 +57,13 @@ __all__ = [
     "AGGREGATED_REPORT",
     "SIGNATURE_FIELD",
     "Claims",
+    "Delegation",
+    "DelegationError",
     "Duration",
     "Event",
     "EventPayloadDescriptor",
     "EventPayloadType",
+    "Grant",
     "Interval",
     "IntervalPeriod",
     "KeyFormatError",
@@ -96,6 +100,7 @@ __all__ = [
     "event_window",
     "format_datetime",
     "format_duration",
+    "issue_delegation",
     "jwks",
     "keys_from_jwks",
     "parse_datetime",

@@ -29,6 +29,8 @@ from .models import Operation
 SIGNATURE_FIELD = "X_signature"
 ALGORITHM = "EdDSA"
 SIGNATURE_TYPE = "openadr+jws"
+# Protected-header parameter of a community-signed object: the grid's delegation (delegation.py).
+DELEGATION_HEADER = "dlg"
 
 
 class KeyFormatError(ValueError):
@@ -149,10 +151,15 @@ class Claims:
 
 @dataclass(slots=True)
 class Signer:
-    """An issuer's private key, and its sequence counter."""
+    """An issuer's private key, and its sequence counter.
+
+    A community's signer also holds the grid's current delegation to it (a JWT), which goes
+    into every signature it makes, so receivers can check its authority.
+    """
 
     issuer: str
     private_key: Ed25519PrivateKey
+    delegation: str | None = field(default=None, repr=False)
     _last_seq: int = field(default=0, repr=False)
 
     @classmethod
@@ -216,6 +223,8 @@ class Signer:
     def sign_with_claims(self, obj: Mapping[str, Any], claims: Claims) -> dict[str, Any]:
         """Sign with explicit claims (tests use this to build edge cases)."""
         headers = {"kid": self.public_key.kid, "typ": SIGNATURE_TYPE, **claims.header_fields()}
+        if self.delegation is not None:
+            headers[DELEGATION_HEADER] = self.delegation
         token = jwt.api_jws.encode(
             canonical_payload(obj),
             self.private_key,

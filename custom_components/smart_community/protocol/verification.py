@@ -15,8 +15,18 @@ from typing import Any
 import jwt
 from rfc8785 import CanonicalizationError
 
+from .delegation import Delegation, DelegationError
 from .models import Operation
-from .signing import ALGORITHM, SIGNATURE_FIELD, Claims, PublicKey, canonical_payload, decode_header
+from .signing import (
+    ALGORITHM,
+    DELEGATION_HEADER,
+    SIGNATURE_FIELD,
+    Claims,
+    PublicKey,
+    canonical_payload,
+    decode_header,
+)
+from .targets import within_community
 
 
 class RejectReason(StrEnum):
@@ -36,6 +46,8 @@ class RejectReason(StrEnum):
     EXPIRED = "expired"
     REPLAYED = "replayed"
     OLDER_VERSION = "older_version"
+    INVALID_DELEGATION = "invalid_delegation"
+    BEYOND_DELEGATION = "beyond_delegation"
 
 
 class SignalRejected(Exception):
@@ -55,6 +67,8 @@ class VerifiedObject:
     object: dict[str, Any]
     claims: Claims
     kid: str
+    # Set when the community signed it, under this delegation of the grid.
+    delegation: Delegation | None = None
 
     @property
     def object_type(self) -> str:
@@ -116,6 +130,7 @@ class ReplayGuard:
 
 
 _STATE_OPERATIONS = frozenset({Operation.CREATE, Operation.UPDATE})
+_DELEGATIONS_KEPT = 16
 
 
 class Verifier:
@@ -137,6 +152,7 @@ class Verifier:
         skew, in seconds.
         """
         self._keys = {key.kid: key for key in keys}
+        self._delegations: dict[str, Delegation] = {}
         if callable(audience):
             self._addressed: Callable[[str], bool] = audience
             self._audience_text = "this receiver"
@@ -158,6 +174,7 @@ class Verifier:
     def pin(self, keys: Iterable[PublicKey]) -> None:
         """Trust exactly these keys from now on (rotation pins the new set)."""
         self._keys = {key.kid: key for key in keys}
+        self._delegations.clear()  # what a key no longer pinned vouched for counts no more
 
     def verify(
         self, obj: object, *, operation: Operation | None = None, record: bool = True
@@ -179,14 +196,7 @@ class Verifier:
             raise SignalRejected(
                 RejectReason.ALGORITHM_NOT_ALLOWED, f"algorithm {algorithm!r} is not {ALGORITHM}"
             )
-        kid = header.get("kid")
-        key = self._keys.get(kid) if isinstance(kid, str) else None
-        if key is None:
-            raise SignalRejected(
-                RejectReason.UNKNOWN_KEY,
-                f"signed with key {kid!r}, which is not pinned"
-                f" (pinned: {', '.join(sorted(self._keys))})",
-            )
+        key, delegation = self._signing_key(header)
         try:
             payload = canonical_payload(obj)
         except (CanonicalizationError, TypeError, ValueError) as err:
@@ -203,6 +213,8 @@ class Verifier:
             ) from err
         claims = _claims(header)
         self._check_claims(claims, key, obj, operation)
+        if delegation is not None:
+            _check_delegated(obj, claims, delegation)
         version = (claims.iss, str(obj["objectType"]), str(obj["id"]))
         if (stale := self.guard.check(version, claims.seq)) is not None:
             raise SignalRejected(
@@ -217,7 +229,49 @@ class Verifier:
             )
         if record:
             self.guard.record(version, claims.seq, claims.exp)
-        return VerifiedObject(object=dict(obj), claims=claims, kid=key.kid)
+        return VerifiedObject(object=dict(obj), claims=claims, kid=key.kid, delegation=delegation)
+
+    def _signing_key(self, header: Mapping[str, Any]) -> tuple[PublicKey, Delegation | None]:
+        """A pinned grid key, or the community key a grid delegation in the header vouches for."""
+        kid = header.get("kid")
+        key = self._keys.get(kid) if isinstance(kid, str) else None
+        if key is not None:
+            return key, None
+        token = header.get(DELEGATION_HEADER)
+        if token is None:
+            raise SignalRejected(
+                RejectReason.UNKNOWN_KEY,
+                f"signed with key {kid!r}, which is not pinned"
+                f" (pinned: {', '.join(sorted(self._keys))})",
+            )
+        delegation = self._delegation(token)
+        if delegation.key.kid != kid:
+            raise SignalRejected(
+                RejectReason.INVALID_DELEGATION,
+                f"signed with key {kid!r}, not the key {delegation.key.kid!r} its delegation names",
+            )
+        return delegation.key, delegation
+
+    def _delegation(self, token: object) -> Delegation:
+        if not isinstance(token, str):
+            raise SignalRejected(RejectReason.INVALID_DELEGATION, "delegation is not a string")
+        now = self._clock()
+        delegation = self._delegations.get(token)
+        if delegation is None:
+            try:
+                delegation = Delegation.read(token, self._keys, now=now, leeway=self._leeway)
+            except DelegationError as err:
+                raise SignalRejected(RejectReason.INVALID_DELEGATION, str(err)) from err
+            # Every community signal carries the same few delegations: check each once.
+            if len(self._delegations) >= _DELEGATIONS_KEPT:
+                self._delegations.clear()
+            self._delegations[token] = delegation
+        if delegation.expires < now - self._leeway:
+            raise SignalRejected(
+                RejectReason.INVALID_DELEGATION,
+                f"delegation of {delegation.delegate} expired {now - delegation.expires:.0f} s ago",
+            )
+        return delegation
 
     def _check_claims(
         self, claims: Claims, key: PublicKey, obj: Mapping[str, Any], operation: Operation | None
@@ -298,3 +352,41 @@ def _claims(header: Mapping[str, Any]) -> Claims:
         seq=integer("seq"),
         op=Operation(op),
     )
+
+
+def _check_delegated(obj: Mapping[str, Any], claims: Claims, delegation: Delegation) -> None:
+    """A community-signed object must keep within its delegation: events only, inside the
+    community, no longer valid than the delegation, only granted payload types and values."""
+
+    def beyond(why: str) -> SignalRejected:
+        return SignalRejected(
+            RejectReason.BEYOND_DELEGATION, f"{delegation.delegate} may not sign this: {why}"
+        )
+
+    if obj.get("objectType") != "EVENT":
+        raise beyond(f"a delegation covers events, not a {obj.get('objectType')}")
+    outside = [t for t in claims.aud if not within_community(t, delegation.community)]
+    if outside:
+        raise beyond(f"addressed to {', '.join(outside)}, outside {delegation.community}")
+    if claims.exp > delegation.expires:
+        raise beyond("its signature outlives the delegation")
+    for descriptor in obj.get("payloadDescriptors") or ():
+        kind = descriptor.get("payloadType") if isinstance(descriptor, Mapping) else None
+        if not isinstance(kind, str) or delegation.grant(kind) is None:
+            raise beyond(f"payload type {kind!r} is not granted")
+    for interval in obj.get("intervals") or ():
+        payloads = interval.get("payloads") if isinstance(interval, Mapping) else None
+        for payload in payloads if isinstance(payloads, list) else ():
+            kind = payload.get("type") if isinstance(payload, Mapping) else None
+            grant = delegation.grant(kind) if isinstance(kind, str) else None
+            if grant is None:
+                raise beyond(f"payload type {kind!r} is not granted")
+            values = payload.get("values")
+            for value in values if isinstance(values, list) else [values]:
+                if not grant.admits(value):
+                    shown = f"{value!r}"[:60]
+                    raise beyond(
+                        f"{kind} value {shown} is outside its grant"
+                        f" [{grant.minimum:g}, {grant.maximum:g}]"
+                        + (" or texts" if grant.text else "")
+                    )
