@@ -27,7 +27,6 @@ class SmartCommunityBinarySensorEntityDescription(
 ):
     """Describes a Smart Community binary sensor."""
 
-    device: Device = Device.HOME
     is_on_fn: Callable[[SignalState], bool]
     attributes_fn: Callable[[SignalState], dict[str, Any]] | None = None
 
@@ -62,8 +61,7 @@ async def async_setup_entry(
 ) -> None:
     """Set up the binary sensors of a home."""
     async_add_entities(
-        SmartCommunityBinarySensor(entry, description, description.device)
-        for description in BINARY_SENSORS
+        SmartCommunityBinarySensor(entry, description) for description in BINARY_SENSORS
     )
 
 

@@ -22,7 +22,7 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.util import dt as dt_util
 
 from .coordinator import SignalState, SmartCommunityConfigEntry
-from .entity import Device, SmartCommunityEntity, SmartCommunityEntityDescription
+from .entity import SmartCommunityEntity, SmartCommunityEntityDescription
 from .signals import HORIZON, DemandResponsePeriod
 
 PARALLEL_UPDATES = 0
@@ -50,7 +50,7 @@ async def async_setup_entry(
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
     """Set up the demand-response calendar of a home."""
-    async_add_entities([SmartCommunityCalendar(entry, DEMAND_RESPONSE_EVENTS, Device.HOME)])
+    async_add_entities([SmartCommunityCalendar(entry, DEMAND_RESPONSE_EVENTS)])
 
 
 class SmartCommunityCalendar(SmartCommunityEntity, CalendarEntity):

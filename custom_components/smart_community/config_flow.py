@@ -103,6 +103,9 @@ from .uplink import SENSOR_QUANTITIES, Quantity
 
 _URL_SELECTOR = TextSelector(TextSelectorConfig(type=TextSelectorType.URL))
 _CODE_SELECTOR = TextSelector(TextSelectorConfig(type=TextSelectorType.TEXT))
+_USER_SCHEMA = probatio.Schema(
+    {probatio.Required(CONF_URL): _URL_SELECTOR, probatio.Required(CONF_CODE): _CODE_SELECTOR}
+)
 _LOAD_DOMAINS: Final = ["switch", "input_boolean", "climate", "water_heater", "number"]
 _KILOWATTS = NumberSelector(
     NumberSelectorConfig(
@@ -167,16 +170,13 @@ class SmartCommunityConfigFlow(ConfigFlow, domain=DOMAIN):
             else:
                 self._url, self._code = url, user_input[CONF_CODE].strip()
                 return await self.async_step_confirm()
-        else:
-            user_input = {}
+        return self._user_form(user_input or {}, errors)
+
+    def _user_form(self, entered: Mapping[str, Any], errors: dict[str, str]) -> ConfigFlowResult:
+        """The bridge and enrollment code form, with what the resident entered last."""
         return self.async_show_form(
             step_id="user",
-            data_schema=probatio.Schema(
-                {
-                    probatio.Required(CONF_URL, default=user_input.get(CONF_URL)): _URL_SELECTOR,
-                    probatio.Required(CONF_CODE): _CODE_SELECTOR,
-                }
-            ),
+            data_schema=self.add_suggested_values_to_schema(_USER_SCHEMA, entered),
             errors=errors,
         )
 
@@ -195,18 +195,9 @@ class SmartCommunityConfigFlow(ConfigFlow, domain=DOMAIN):
         try:
             enrollment = await self._client(self._url).enroll(self._code)
         except Exception as err:  # noqa: BLE001 - every failure is shown on the form
-            return self.async_show_form(
-                step_id="user",
-                data_schema=self.add_suggested_values_to_schema(
-                    probatio.Schema(
-                        {
-                            probatio.Required(CONF_URL): _URL_SELECTOR,
-                            probatio.Required(CONF_CODE): _CODE_SELECTOR,
-                        }
-                    ),
-                    {CONF_URL: self._url},
-                ),
-                errors={_field_of(err): _error_key(err)},
+            # The code stays on the form too: a mistyped one is corrected, not typed again.
+            return self._user_form(
+                {CONF_URL: self._url, CONF_CODE: self._code}, {_field_of(err): _error_key(err)}
             )
         placement = enrollment.placement
         await self.async_set_unique_id(f"{placement.community}/{placement.home}")

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 import random
-from typing import TYPE_CHECKING, Any, NotRequired, TypedDict, override
+from typing import TYPE_CHECKING, Any, Final, NotRequired, TypedDict, override
 
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import EVENT_HOMEASSISTANT_STOP
@@ -74,7 +74,7 @@ from .protocol import (
     keys_from_jwks,
     parse_datetime,
 )
-from .protocol.push import Signal, Welcome
+from .protocol.push import Reconnect, Signal, Welcome
 from .signals import (
     HORIZON,
     ChangeKind,
@@ -197,13 +197,10 @@ def stored_state(hass: HomeAssistant, entry_id: str) -> Store[StoredState]:
     return Store(hass, STORAGE_VERSION, f"{DOMAIN}.{entry_id}")
 
 
-def reconnect_delay(failures: int) -> float:
-    """Seconds to wait after ``failures`` failed connections: exponential, with jitter."""
-    ceiling = min(
-        RECONNECT_MAXIMUM.total_seconds(),
-        RECONNECT_MINIMUM.total_seconds() * 2 ** min(failures, 16),
-    )
-    return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - spreads reconnects, not a secret
+# How the home comes back while its bridge gives no guidance of its own.
+DEFAULT_RECONNECT: Final = Reconnect(
+    initial=RECONNECT_MINIMUM.total_seconds(), maximum=RECONNECT_MAXIMUM.total_seconds()
+)
 
 
 def _timestamp_now() -> float:
@@ -262,6 +259,7 @@ class SmartCommunityCoordinator(DataUpdateCoordinator[SignalState]):
         self._connected = False
         self._resync_on_connect = False
         self._replay_until = 0
+        self._reconnect = DEFAULT_RECONNECT
         self._stream: PushStream | None = None
         self._unsub_timer: CALLBACK_TYPE | None = None
         self._unsub_unreachable: CALLBACK_TYPE | None = None
@@ -411,7 +409,8 @@ class SmartCommunityCoordinator(DataUpdateCoordinator[SignalState]):
                 self._async_disconnected(err)
             finally:
                 self._stream = None
-            await asyncio.sleep(reconnect_delay(failures))
+            # Jitter spreads the homes that lost a restarting bridge at the same moment.
+            await asyncio.sleep(self._reconnect.delay(failures, random.uniform))
             failures += 1
 
     async def _async_connected(self, welcome: Welcome) -> None:
@@ -423,6 +422,8 @@ class SmartCommunityCoordinator(DataUpdateCoordinator[SignalState]):
             )
             self._last_seq = welcome.last_seq
         self._replay_until = welcome.last_seq
+        # The bridge knows how many homes it serves: its guidance paces their return.
+        self._reconnect = welcome.reconnect or DEFAULT_RECONNECT
         self._connected = True
         self._last_contact = dt_util.utcnow()
         self._async_schedule_save()

@@ -1,22 +1,29 @@
-"""Diagnostics of the Smart Community integration: the entry, the link and the signals held.
+"""Diagnostics of the Smart Community integration: the entry, the link, the signals held, what
+the home did with them and reported, and the devices it drives.
 
 The home credential is redacted. Grid keys are public and shown by fingerprint; signed objects
-are summarised (their signatures are public too, but long and of no help in a report).
+are summarised (their signatures are public too, but long and of no help in a report). Devices
+are shown without their network addresses or serial numbers.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Final
 
 from homeassistant.components.diagnostics import async_redact_data
 from homeassistant.const import CONF_API_TOKEN
 from homeassistant.core import HomeAssistant
 
-from .coordinator import AppliedObject, SmartCommunityConfigEntry
+from .coordinator import AppliedObject, SmartCommunityConfigEntry, SmartCommunityData
+from .inverter import inverter_diagnostics
 from .protocol import Event
+from .zha_loads import async_zigbee_diagnostics
 
 TO_REDACT = {CONF_API_TOKEN}
+# The latest audit entries shown; the whole log is exported with an action.
+AUDIT_TAIL: Final = 20
 
 
 def _applied(applied: AppliedObject) -> dict[str, Any]:
@@ -39,6 +46,26 @@ def _applied(applied: AppliedObject) -> dict[str, Any]:
     else:
         summary["program_name"] = applied.model.program_name
     return summary
+
+
+def _load_response(data: SmartCommunityData) -> dict[str, Any]:
+    responder = data.responder
+    return {
+        "enrolled": responder.config.entity_ids,
+        "engine": responder.engine.to_json(),
+        "shed_power": responder.shed_power,
+        "audit_entries": len(responder.audit),
+        "audit_tail": [entry.to_json() for entry in list(responder.audit)[-AUDIT_TAIL:]],
+    }
+
+
+def _uplink(data: SmartCommunityData) -> dict[str, Any]:
+    reporter = data.reporter
+    last = reporter.last_reduction
+    return {
+        "queued": dict(Counter(item["kind"] for item in reporter.queue)),
+        "last_reduction": None if last is None else last.to_json(),
+    }
 
 
 async def async_get_config_entry_diagnostics(
@@ -72,4 +99,8 @@ async def async_get_config_entry_diagnostics(
         "outlook": asdict(state.outlook),
         "prices": asdict(state.prices),
         "calendar": [asdict(period) for period in state.calendar],
+        "load_response": _load_response(entry.runtime_data),
+        "uplink": _uplink(entry.runtime_data),
+        "inverters": inverter_diagnostics(entry),
+        "zigbee_loads": async_zigbee_diagnostics(hass),
     }

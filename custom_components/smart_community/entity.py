@@ -25,7 +25,9 @@ class Device(StrEnum):
 class SmartCommunityEntityDescription(EntityDescription):
     """What an entity of the integration describes beyond Home Assistant's own fields."""
 
-    # Link diagnostics say what they know even while the bridge is unreachable.
+    device: Device = Device.HOME
+    # What the home knows of itself (the link, its own load response) it shows even while the
+    # bridge is unreachable; what comes from signals goes unavailable rather than stale.
     always_available: bool = False
 
 
@@ -34,11 +36,10 @@ class SmartCommunityEntity(CoordinatorEntity[SmartCommunityCoordinator]):
 
     _attr_has_entity_name = True
 
+    entity_description: SmartCommunityEntityDescription
+
     def __init__(
-        self,
-        entry: SmartCommunityConfigEntry,
-        description: EntityDescription,
-        device: Device,
+        self, entry: SmartCommunityConfigEntry, description: SmartCommunityEntityDescription
     ) -> None:
         """Describe the entity and attach it to the community's or the home's device."""
         coordinator = entry.runtime_data.coordinator
@@ -46,7 +47,7 @@ class SmartCommunityEntity(CoordinatorEntity[SmartCommunityCoordinator]):
         self.entity_description = description
         self._attr_unique_id = f"{entry.unique_id}_{description.key}"
         placement = coordinator.placement
-        if device is Device.COMMUNITY:
+        if description.device is Device.COMMUNITY:
             self._attr_device_info = DeviceInfo(identifiers={(DOMAIN, placement.community)})
         else:
             self._attr_device_info = DeviceInfo(
@@ -61,11 +62,5 @@ class SmartCommunityEntity(CoordinatorEntity[SmartCommunityCoordinator]):
     @property
     @override
     def available(self) -> bool:
-        """Whether the entity has something to say; link diagnostics always have."""
-        description = self.entity_description
-        if (
-            isinstance(description, SmartCommunityEntityDescription)
-            and description.always_available
-        ):
-            return True
-        return super().available
+        """Whether the entity has something to say (see ``always_available``)."""
+        return self.entity_description.always_available or super().available

@@ -16,7 +16,7 @@ from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .coordinator import SmartCommunityConfigEntry
-from .entity import Device, SmartCommunityEntity, SmartCommunityEntityDescription
+from .entity import SmartCommunityEntity, SmartCommunityEntityDescription
 from .signals import ChangeKind, DemandResponseChange
 
 PARALLEL_UPDATES = 0
@@ -40,7 +40,7 @@ async def async_setup_entry(
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
     """Set up the demand-response event entity of a home."""
-    async_add_entities([SmartCommunityEventEntity(entry, DEMAND_RESPONSE_EVENT, Device.HOME)])
+    async_add_entities([SmartCommunityEventEntity(entry, DEMAND_RESPONSE_EVENT)])
 
 
 class SmartCommunityEventEntity(SmartCommunityEntity, EventEntity):

@@ -30,7 +30,11 @@ from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers.event import async_track_time_interval
 from homeassistant.helpers.storage import Store
 from homeassistant.util import dt as dt_util
-from homeassistant.util.unit_conversion import EnergyConverter, PowerConverter
+from homeassistant.util.unit_conversion import (
+    BaseUnitConverter,
+    EnergyConverter,
+    PowerConverter,
+)
 
 from .bridge_client import BridgeClient, BridgeError, BridgeRefusedError
 from .const import (
@@ -41,6 +45,7 @@ from .const import (
     LOGGER,
     MAX_QUEUED_REPORTS,
     SAMPLE_INTERVAL,
+    STORAGE_SAVE_DELAY,
     STORAGE_VERSION,
 )
 from .coordinator import SmartCommunityConfigEntry, SmartCommunityCoordinator
@@ -65,7 +70,6 @@ from .uplink import (
     telemetry_report,
 )
 
-_QUEUE_SAVE_DELAY: Final = 1.0
 # The history is rewritten rarely (flash wear); Home Assistant writes it at stop anyway.
 _HISTORY_SAVE_DELAY: Final = 600.0
 _UNKNOWN: Final = frozenset({STATE_UNAVAILABLE, STATE_UNKNOWN})
@@ -99,38 +103,46 @@ def uplink_store(hass: HomeAssistant, entry_id: str) -> Store[_Stored]:
     return Store(hass, STORAGE_VERSION, f"{DOMAIN}.{entry_id}.uplink")
 
 
+def finite_number(value: Any) -> float | None:
+    """A state or attribute as a number; None for what is no finite number."""
+    try:
+        number = float(value)
+    except TypeError, ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
 def _number(state: State | None) -> float | None:
     if state is None or state.state in _UNKNOWN:
         return None
-    try:
-        value = float(state.state)
-    except ValueError:
+    return finite_number(state.state)
+
+
+def _converted(
+    state: State | None, converter: type[BaseUnitConverter], assumed: str, unit: str
+) -> float | None:
+    """A sensor's reading in ``unit``, from its own unit (``assumed`` where it names none)."""
+    value = _number(state)
+    if value is None or state is None:
         return None
-    return value if math.isfinite(value) else None
+    try:
+        return converter.convert(
+            value, state.attributes.get(ATTR_UNIT_OF_MEASUREMENT, assumed), unit
+        )
+    except HomeAssistantError:
+        return None
 
 
 def read_power(state: State | None) -> float | None:
     """A power sensor's reading in kW (W when it names no unit)."""
-    value = _number(state)
-    if value is None or state is None:
-        return None
-    unit = state.attributes.get(ATTR_UNIT_OF_MEASUREMENT, UnitOfPower.WATT)
-    try:
-        return PowerConverter.convert(value, unit, UnitOfPower.KILO_WATT)
-    except HomeAssistantError:
-        return None
+    return _converted(state, PowerConverter, UnitOfPower.WATT, UnitOfPower.KILO_WATT)
 
 
 def read_energy(state: State | None) -> float | None:
-    """An energy meter's reading in kWh."""
-    value = _number(state)
-    if value is None or state is None:
-        return None
-    unit = state.attributes.get(ATTR_UNIT_OF_MEASUREMENT, UnitOfEnergy.KILO_WATT_HOUR)
-    try:
-        return EnergyConverter.convert(value, unit, UnitOfEnergy.KILO_WATT_HOUR)
-    except HomeAssistantError:
-        return None
+    """An energy meter's reading in kWh (kWh when it names no unit)."""
+    return _converted(
+        state, EnergyConverter, UnitOfEnergy.KILO_WATT_HOUR, UnitOfEnergy.KILO_WATT_HOUR
+    )
 
 
 def read_quantity(quantity: Quantity, state: State | None) -> float | None:
@@ -357,7 +369,7 @@ class UplinkReporter:
             # Telemetry is the least dear: the oldest goes first, then the oldest of anything.
             oldest = next((q for q in self.queue if q["kind"] == "telemetry"), self.queue[0])
             self.queue.remove(oldest)
-        self._store.async_delay_save(self._stored, _QUEUE_SAVE_DELAY)
+        self._store.async_delay_save(self._stored, STORAGE_SAVE_DELAY)
         self._async_send_soon()
 
     @callback
@@ -383,7 +395,7 @@ class UplinkReporter:
                     return
                 if item in self.queue:
                     self.queue.remove(item)
-                self._store.async_delay_save(self._stored, _QUEUE_SAVE_DELAY)
+                self._store.async_delay_save(self._stored, STORAGE_SAVE_DELAY)
 
     def _stored(self) -> _Stored:
         return {

@@ -4,15 +4,17 @@ It feeds the engine the verified events the coordinator holds and what the enrol
 say, performs the one write the engine asks for at a time (``ACTION_SPACING`` apart), tells a
 resident's change from its own by the context of the state change, keeps the engine and the
 audit log in a Store, and hands participation, overrides and event ends to the uplink reporter.
+A ZigBee load is driven through its ZHA entity like any other, but only while ZHA says it may
+be (``zha_loads``), and what it reports drawing stands in for a power sensor.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 import functools
-import math
 from pathlib import Path
 from typing import Any, Final, TypedDict
 
@@ -73,6 +75,7 @@ from .const import (
     DEFAULT_STALE_AFTER,
     DOMAIN,
     LOGGER,
+    STORAGE_SAVE_DELAY,
     STORAGE_VERSION,
 )
 from .coordinator import SmartCommunityConfigEntry, SmartCommunityCoordinator
@@ -92,12 +95,17 @@ from .load_response import (
     default_offset,
     kind_of,
 )
-from .reporter import UplinkReporter, read_power
+from .reporter import UplinkReporter, finite_number, read_power
+from .zha_loads import async_zigbee_load
 
-_STORE_SAVE_DELAY: Final = 1.0
 # Contexts of the engine's own writes, to tell its state changes from the resident's.
 _OWN_CONTEXTS: Final = 64
 _UNKNOWN: Final = frozenset({STATE_UNAVAILABLE, STATE_UNKNOWN})
+# What the engine tells without a write that the audit log records all the same.
+_LOGGED_NOTICES: Final = {
+    NoticeKind.OVERRIDE: (ActionKind.OVERRIDE, "left alone"),
+    NoticeKind.RESTORE_FAILED: (ActionKind.RESTORE, "gave up"),
+}
 
 
 class _Stored(TypedDict):
@@ -147,34 +155,26 @@ def observe(state: State | None, power: float | None = None) -> Observation:
     if domain in {CLIMATE_DOMAIN, WATER_HEATER_DOMAIN}:
         return Observation(
             setting=Setting(
-                value=_float(attributes.get(ATTR_TEMPERATURE)),
-                low=_float(attributes.get(ATTR_TARGET_TEMP_LOW)),
-                high=_float(attributes.get(ATTR_TARGET_TEMP_HIGH)),
+                value=finite_number(attributes.get(ATTR_TEMPERATURE)),
+                low=finite_number(attributes.get(ATTR_TARGET_TEMP_LOW)),
+                high=finite_number(attributes.get(ATTR_TARGET_TEMP_HIGH)),
             ),
             mode=state.state,
-            minimum=_float(attributes.get("min_temp")),
-            maximum=_float(attributes.get("max_temp")),
+            minimum=finite_number(attributes.get("min_temp")),
+            maximum=finite_number(attributes.get("max_temp")),
             power=power,
         )
     if domain == NUMBER_DOMAIN:
-        value = _float(state.state)
+        value = finite_number(state.state)
         return Observation(
             available=value is not None,
             setting=Setting(value=value),
-            minimum=_float(attributes.get("min")),
-            maximum=_float(attributes.get("max")),
+            minimum=finite_number(attributes.get("min")),
+            maximum=finite_number(attributes.get("max")),
             unit=attributes.get(ATTR_UNIT_OF_MEASUREMENT),
             power=power,
         )
     return Observation(setting=Setting(on=state.state == STATE_ON), power=power)
-
-
-def _float(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except TypeError, ValueError:
-        return None
-    return number if math.isfinite(number) else None
 
 
 def service_call(entity_id: str, setting: Setting) -> tuple[str, str, dict[str, Any]]:
@@ -345,7 +345,7 @@ class LoadResponder:
             self._next_write_at = now + ACTION_SPACING
         self._handle(now, notices)
         self._reporter.async_shed(now, self.engine.shed_power())
-        self._store.async_delay_save(self._stored, _STORE_SAVE_DELAY)
+        self._store.async_delay_save(self._stored, STORAGE_SAVE_DELAY)
         self._async_wake_at(now, pending)
         for update in list(self._listeners):
             update()
@@ -380,25 +380,16 @@ class LoadResponder:
 
     def _handle(self, now: datetime, notices: list[Notice]) -> None:
         for notice in notices:
-            if notice.kind is NoticeKind.OVERRIDE:
+            if (logged := _LOGGED_NOTICES.get(notice.kind)) is not None:
+                action, outcome = logged
                 self._log(
                     now,
                     notice.session.event_id,
                     entity=notice.entity_id or "",
-                    action=ActionKind.OVERRIDE,
+                    action=action,
                     before=_described(notice.before),
                     after=_described(notice.after),
-                    outcome="left alone",
-                )
-            elif notice.kind is NoticeKind.RESTORE_FAILED:
-                self._log(
-                    now,
-                    notice.session.event_id,
-                    entity=notice.entity_id or "",
-                    action=ActionKind.RESTORE,
-                    before=_described(notice.before),
-                    after=_described(notice.after),
-                    outcome="gave up",
+                    outcome=outcome,
                 )
             self._reporter.async_notice(notice)
 
@@ -407,7 +398,14 @@ class LoadResponder:
         power = None
         if load is not None and load.power_sensor is not None:
             power = read_power(self.hass.states.get(load.power_sensor))
-        return observe(self.hass.states.get(entity_id), power)
+        observation = observe(self.hass.states.get(entity_id), power)
+        if (zigbee := async_zigbee_load(self.hass, entity_id)) is not None:
+            if zigbee.refusal is not None:
+                # Unreachable or asleep: a command would arrive late or never.
+                return replace(observation, available=False)
+            if power is None and zigbee.power is not None:
+                observation = replace(observation, power=zigbee.power / 1000)
+        return observation
 
     @callback
     def _async_wake_at(self, now: datetime, pending: bool) -> None:

@@ -39,7 +39,6 @@ class SmartCommunitySensorEntityDescription(
 ):
     """Describes a Smart Community sensor."""
 
-    device: Device = Device.HOME
     value_fn: Callable[[SignalState], float | int | str | datetime | None]
     # The currency of a price is the grid's; Home Assistant's own stands in while none is known.
     unit_fn: Callable[[SignalState, str], str] | None = None
@@ -86,6 +85,7 @@ SENSORS: tuple[SmartCommunitySensorEntityDescription, ...] = (
         translation_key="rejected_signals",
         device=Device.COMMUNITY,
         entity_category=EntityCategory.DIAGNOSTIC,
+        always_available=True,
         state_class=SensorStateClass.TOTAL_INCREASING,
         value_fn=lambda state: state.rejected,
         attributes_fn=lambda state: {
@@ -182,9 +182,7 @@ async def async_setup_entry(
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
     """Set up the sensors of a home."""
-    async_add_entities(
-        SmartCommunitySensor(entry, description, description.device) for description in SENSORS
-    )
+    async_add_entities(SmartCommunitySensor(entry, description) for description in SENSORS)
     async_add_entities(
         SmartCommunityResponseSensor(entry, description) for description in RESPONSE_SENSORS
     )
@@ -307,9 +305,12 @@ class InverterSensor(InverterEntity, SensorEntity):
 
 
 @dataclass(frozen=True, kw_only=True)
-class SmartCommunityResponseSensorEntityDescription(SensorEntityDescription):
+class SmartCommunityResponseSensorEntityDescription(
+    SensorEntityDescription, SmartCommunityEntityDescription
+):
     """Describes a sensor of the home's own load response, which needs no signal to show."""
 
+    always_available: bool = True
     value_fn: Callable[[SmartCommunityData], float | None]
     attributes_fn: Callable[[SmartCommunityData], dict[str, Any]] | None = None
 
@@ -359,7 +360,7 @@ class SmartCommunityResponseSensor(SmartCommunityEntity, SensorEntity):
         description: SmartCommunityResponseSensorEntityDescription,
     ) -> None:
         """Attach the sensor to the home's device."""
-        super().__init__(entry, description, Device.HOME)
+        super().__init__(entry, description)
         self._data = entry.runtime_data
 
     @override
@@ -368,12 +369,6 @@ class SmartCommunityResponseSensor(SmartCommunityEntity, SensorEntity):
         await super().async_added_to_hass()
         self.async_on_remove(self._data.responder.async_add_listener(self.async_write_ha_state))
         self.async_on_remove(self._data.reporter.async_add_listener(self.async_write_ha_state))
-
-    @property
-    @override
-    def available(self) -> bool:
-        """Always: the figures are the home's own."""
-        return True
 
     @property
     @override

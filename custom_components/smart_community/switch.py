@@ -11,16 +11,20 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .coordinator import SmartCommunityConfigEntry
-from .entity import Device, SmartCommunityEntity
+from .entity import SmartCommunityEntity, SmartCommunityEntityDescription
 from .responder import LoadResponder
 
 PARALLEL_UPDATES = 0
 
 
 @dataclass(frozen=True, kw_only=True)
-class SmartCommunitySwitchEntityDescription(SwitchEntityDescription):
-    """Describes a Smart Community switch."""
+class SmartCommunitySwitchEntityDescription(
+    SwitchEntityDescription, SmartCommunityEntityDescription
+):
+    """Describes a Smart Community switch of the home's own load response."""
 
+    # Participation is the home's own choice, bridge or not.
+    always_available: bool = True
     is_on_fn: Callable[[LoadResponder], bool]
     attributes_fn: Callable[[LoadResponder], dict[str, Any]]
     set_fn: Callable[[LoadResponder, bool], Awaitable[Any]]
@@ -66,7 +70,7 @@ class SmartCommunitySwitch(SmartCommunityEntity, SwitchEntity):
         self, entry: SmartCommunityConfigEntry, description: SmartCommunitySwitchEntityDescription
     ) -> None:
         """Attach the switch to the home's device and its responder."""
-        super().__init__(entry, description, Device.HOME)
+        super().__init__(entry, description)
         self._responder = entry.runtime_data.responder
 
     @override
@@ -74,12 +78,6 @@ class SmartCommunitySwitch(SmartCommunityEntity, SwitchEntity):
         """Follow the responder as well as the signals."""
         await super().async_added_to_hass()
         self.async_on_remove(self._responder.async_add_listener(self.async_write_ha_state))
-
-    @property
-    @override
-    def available(self) -> bool:
-        """Always: participation is the home's own choice, bridge or not."""
-        return True
 
     @property
     @override

@@ -215,6 +215,8 @@ class FakeBridge:
         # Resources (PV systems asking for a grid connection) the home registered.
         self.resources: list[dict[str, Any]] = []
         self.resource_status = 201
+        # The reconnect guidance the welcome carries ({"initial", "max"}, seconds); None: none.
+        self.reconnect: dict[str, float] | None = None
         self._sockets: set[web.WebSocketResponse] = set()
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
@@ -372,14 +374,15 @@ class FakeBridge:
         since = int(request.query["since"])
         socket = web.WebSocketResponse(compress=False)
         await socket.prepare(request)
-        await socket.send_json(
-            {
-                "type": "welcome",
-                "home": self.placement.home,
-                "last_seq": self.last_seq,
-                "heartbeat": 30,
-            }
-        )
+        welcome: dict[str, Any] = {
+            "type": "welcome",
+            "home": self.placement.home,
+            "last_seq": self.last_seq,
+            "heartbeat": 30,
+        }
+        if self.reconnect is not None:
+            welcome["reconnect"] = self.reconnect
+        await socket.send_json(welcome)
         for seq in range(since + 1, self.last_seq + 1):
             body = self.ledger[seq - 1]
             await socket.send_json({"type": "signal", "seq": seq, "notification": body})

@@ -7,8 +7,9 @@ an automation whose effect on the home is asserted while the fake bridge drives 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Generator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 import shutil
 from typing import Any
@@ -20,7 +21,13 @@ from homeassistant.components.automation.config import AUTOMATION_BLUEPRINT_SCHE
 from homeassistant.components.automation.helpers import async_get_blueprints
 from homeassistant.components.blueprint import Blueprint, importer
 from homeassistant.components.blueprint.const import BLUEPRINT_FOLDER
-from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNAVAILABLE
+from homeassistant.const import (
+    EVENT_HOMEASSISTANT_STARTED,
+    STATE_OFF,
+    STATE_ON,
+    STATE_UNAVAILABLE,
+    STATE_UNKNOWN,
+)
 from homeassistant.core import HomeAssistant, ServiceCall
 from homeassistant.helpers import selector
 from homeassistant.setup import async_setup_component
@@ -34,10 +41,19 @@ from pytest_homeassistant_custom_component.common import (
 from pytest_homeassistant_custom_component.test_util.aiohttp import AiohttpClientMocker
 
 from custom_components.smart_community import PLATFORMS
-from custom_components.smart_community.const import DOMAIN
+from custom_components.smart_community.const import (
+    CONF_ENTITY_ID,
+    CONF_LOADS,
+    CONF_NOMINAL_POWER,
+    DOMAIN,
+)
+from custom_components.smart_community.protocol import Operation
 
 from .conftest import (
+    CALENDAR,
     DEMAND_RESPONSE,
+    DR_EVENT,
+    LEVEL,
     NOW,
     PRICE,
     REJECTED,
@@ -182,8 +198,8 @@ WATER_HEATER = "switch.water_heater"
 POOL_PUMP = "switch.pool_pump"
 DISHWASHER = "switch.dishwasher"
 CHARGER = "switch.charger"
-CHARGING_CURRENT = "number.charger_current"
 LIVING_ROOM = "climate.living_room"
+PARTICIPATION = "switch.home_h1_demand_response_participation"
 
 
 @pytest.fixture(autouse=True)
@@ -315,6 +331,38 @@ async def test_switch_on_after_an_event_it_did_not_see_start(
     assert _state(hass, WATER_HEATER) == STATE_ON
 
 
+async def async_walk_to(
+    hass: HomeAssistant,
+    entry: MockConfigEntry,
+    freezer: FrozenDateTimeFactory,
+    moment: datetime,
+    step: timedelta = 5 * MINUTE,
+) -> None:
+    """Move the clock to ``moment`` in steps: calendar triggers look only 15 minutes ahead."""
+    while (now := dt_util.utcnow()) < moment:
+        await async_move_to(hass, entry, freezer, min(now + step, moment))
+    # What the last step scheduled for this very moment (a calendar trigger's alarm) runs too.
+    async_fire_time_changed(hass)
+    await hass.async_block_till_done()
+
+
+def _thermostat(hass: HomeAssistant) -> tuple[list[ServiceCall], list[ServiceCall]]:
+    """A cooling thermostat at 26 degrees, and the calls that set it."""
+    set_temperature = async_mock_service(hass, "climate", "set_temperature")
+    set_hvac_mode = async_mock_service(hass, "climate", "set_hvac_mode")
+    hass.states.async_set(LIVING_ROOM, "cool", {"temperature": 26, "hvac_modes": ["off", "cool"]})
+    return set_temperature, set_hvac_mode
+
+
+PRECONDITION = {
+    "calendar": CALENDAR,
+    "thermostats": [LIVING_ROOM],
+    "lead_time": "-00:30:00",
+    "precondition_temperature": 23,
+    "event_temperature": 28,
+}
+
+
 @pytest.mark.usefixtures("installed_blueprints")
 async def test_precondition_before_demand_response(
     hass: HomeAssistant,
@@ -324,51 +372,69 @@ async def test_precondition_before_demand_response(
     frozen_now: FrozenDateTimeFactory,
 ) -> None:
     """Pre-cool the lead time ahead, let it drift during the event, restore the thermostat."""
-    set_temperature = async_mock_service(hass, "climate", "set_temperature")
-    set_hvac_mode = async_mock_service(hass, "climate", "set_hvac_mode")
-    hass.states.async_set(LIVING_ROOM, "cool", {"temperature": 26, "hvac_modes": ["off", "cool"]})
+    set_temperature, set_hvac_mode = _thermostat(hass)
     assert await async_setup_component(hass, "scene", {})
     bridge.serve(grid.sign(dr_event("peak", start=NOW + HOUR, duration="PT1H")))
     await async_setup_integration(hass, mock_config_entry)
-    await async_use_blueprint(
-        hass,
-        "demand_response_precondition.yaml",
-        {
-            "demand_response": DEMAND_RESPONSE,
-            "thermostats": [LIVING_ROOM],
-            "lead_time": 30,
-            "precondition_temperature": 23,
-            "event_temperature": 28,
-        },
-    )
+    await async_use_blueprint(hass, "demand_response_precondition.yaml", PRECONDITION)
 
     def temperatures() -> list[float]:
         return [call.data["temperature"] for call in set_temperature]
 
-    await async_move_to(hass, mock_config_entry, frozen_now, NOW + 29 * MINUTE)
+    await async_walk_to(hass, mock_config_entry, frozen_now, NOW + 29 * MINUTE)
     assert temperatures() == []
 
-    await async_move_to(hass, mock_config_entry, frozen_now, NOW + 30 * MINUTE)
+    # The calendar's trigger, half an hour before the start.
+    await async_walk_to(hass, mock_config_entry, frozen_now, NOW + 30 * MINUTE)
     assert temperatures() == [23]
     assert set_temperature[0].data["entity_id"] == [LIVING_ROOM]
 
-    # Off again after unavailable, before the event, is no end: pre-cooling may be applied
-    # again, but the thermostat is not put back.
+    # Off again after unavailable, while preconditioning, is no end: the thermostat stays.
+    await async_walk_to(hass, mock_config_entry, frozen_now, NOW + 35 * MINUTE)
     await bridge.disconnect()
-    await wait_for_state(hass, DEMAND_RESPONSE, lambda state: state.state == STATE_UNAVAILABLE)
+    await wait_for_state(hass, CALENDAR, lambda state: state.state == STATE_UNAVAILABLE)
     await async_reconnect_attempt(mock_config_entry, bridge)
-    await wait_for_state(hass, DEMAND_RESPONSE, lambda state: state.state == STATE_OFF)
+    await wait_for_state(hass, CALENDAR, lambda state: state.state == STATE_OFF)
     await hass.async_block_till_done()
-    assert set(temperatures()) == {23}
+    assert temperatures() == [23]
     assert _snapshot_scenes(hass) == ["scene.demand_response_precondition_before_demand_response"]
 
-    await async_move_to(hass, mock_config_entry, frozen_now, NOW + HOUR)
-    assert temperatures()[-1] == 28
+    await async_walk_to(hass, mock_config_entry, frozen_now, NOW + HOUR)
+    assert _state(hass, CALENDAR) == STATE_ON
+    assert temperatures() == [23, 28]
 
-    await async_move_to(hass, mock_config_entry, frozen_now, NOW + 2 * HOUR)
+    await async_walk_to(hass, mock_config_entry, frozen_now, NOW + 2 * HOUR)
     # The thermostat's own settings from before, not a guess.
-    assert temperatures()[-1] == 26
+    assert temperatures() == [23, 28, 26]
     assert [call.data["hvac_mode"] for call in set_hvac_mode] == ["cool"]
+    assert _snapshot_scenes(hass) == []
+
+
+@pytest.mark.usefixtures("installed_blueprints")
+async def test_precondition_short_notice_and_cancelled(
+    hass: HomeAssistant,
+    mock_config_entry: MockConfigEntry,
+    bridge: FakeBridge,
+    grid: FakeGrid,
+    frozen_now: FrozenDateTimeFactory,
+) -> None:
+    """An event too close for preconditioning gets its event temperature; a cancellation ends it."""
+    set_temperature, _ = _thermostat(hass)
+    assert await async_setup_component(hass, "scene", {})
+    peak = dr_event("peak", start=NOW + 10 * MINUTE, duration="PT1H")
+    bridge.serve(grid.sign(peak))
+    await async_setup_integration(hass, mock_config_entry)
+    await async_use_blueprint(hass, "demand_response_precondition.yaml", PRECONDITION)
+
+    await async_walk_to(hass, mock_config_entry, frozen_now, NOW + 10 * MINUTE)
+    assert [call.data["temperature"] for call in set_temperature] == [28]
+
+    await async_walk_to(hass, mock_config_entry, frozen_now, NOW + 20 * MINUTE)
+    seq = await bridge.publish(grid.sign(peak, operation=Operation.DELETE), Operation.DELETE)
+    await bridge.wait_for_ack(seq)
+    await hass.async_block_till_done()
+    assert _state(hass, CALENDAR) == STATE_OFF
+    assert [call.data["temperature"] for call in set_temperature] == [28, 26]
     assert _snapshot_scenes(hass) == []
 
 
@@ -380,35 +446,56 @@ async def test_run_appliance_while_cheap(
     grid: FakeGrid,
     frozen_now: FrozenDateTimeFactory,
 ) -> None:
-    """The appliance runs while the price is below the threshold, and only then."""
+    """The appliance runs while the price level is one of those chosen, and only then."""
     await async_setup_switches(hass, dishwasher=False)
-    bridge.serve(grid.sign(price_event("tou", start=NOW, prices=[0.9, 0.3, 0.9])))
+    # Today's average is 0.7: 0.3 is very cheap, 0.6 cheap, 0.9 expensive.
+    bridge.serve(grid.sign(price_event("tou", start=NOW, prices=[0.9, 0.3, 0.6, 0.9, 0.8])))
     await async_setup_integration(hass, mock_config_entry)
     await async_use_blueprint(
-        hass,
-        "cheap_power_appliance.yaml",
-        {"price": PRICE, "threshold": 0.5, "appliances": [DISHWASHER]},
+        hass, "cheap_power_appliance.yaml", {"price_level": LEVEL, "appliances": [DISHWASHER]}
     )
+    assert _state(hass, LEVEL) == "expensive"
     assert _state(hass, DISHWASHER) == STATE_OFF
 
     await async_move_to(hass, mock_config_entry, frozen_now, NOW + HOUR)
-    assert _state(hass, PRICE) == "0.3"
+    assert _state(hass, LEVEL) == "very_cheap"
     assert _state(hass, DISHWASHER) == STATE_ON
 
     await async_move_to(hass, mock_config_entry, frozen_now, NOW + 2 * HOUR)
-    assert _state(hass, PRICE) == "0.9"
+    assert _state(hass, LEVEL) == "cheap"
+    assert _state(hass, DISHWASHER) == STATE_ON
+
+    await async_move_to(hass, mock_config_entry, frozen_now, NOW + 3 * HOUR)
+    assert _state(hass, LEVEL) == "expensive"
+    assert _state(hass, DISHWASHER) == STATE_OFF
+
+    # Without prices the level is unknown: the appliance is left as it is.
+    await async_move_to(hass, mock_config_entry, frozen_now, NOW + 5 * HOUR)
+    assert _state(hass, LEVEL) == STATE_UNKNOWN
     assert _state(hass, DISHWASHER) == STATE_OFF
 
 
+def _messages(calls: list[ServiceCall]) -> list[str]:
+    return [call.data["message"] for call in calls]
+
+
+def _local(moment: datetime) -> str:
+    return f"{dt_util.as_local(moment):%Y-%m-%d %H:%M}"
+
+
+def _opt_out_action(event_id: str) -> str:
+    return f"SMART_COMMUNITY_OPT_OUT|automation.price_and_event_notifications|{event_id}"
+
+
 @pytest.mark.usefixtures("installed_blueprints")
-async def test_notify_price_spike_and_announced_event(
+async def test_notify_price_spike_and_events(
     hass: HomeAssistant,
     mock_config_entry: MockConfigEntry,
     bridge: FakeBridge,
     grid: FakeGrid,
     frozen_now: FrozenDateTimeFactory,
 ) -> None:
-    """A new event and a price spike each reach every chosen notification channel once."""
+    """A new, a changed and a cancelled event and a price spike each reach every channel once."""
     persistent = async_mock_service(hass, "persistent_notification", "create")
     entities = async_mock_service(hass, "notify", "send_message")
     phones = async_mock_service(hass, "notify", "family_phones")
@@ -420,45 +507,125 @@ async def test_notify_price_spike_and_announced_event(
         {
             "price": PRICE,
             "spike_threshold": 1.0,
-            "demand_response": DEMAND_RESPONSE,
+            "demand_response_event": DR_EVENT,
             "notify_entities": ["notify.living_room_speaker"],
             "notify_action": "notify.family_phones",
         },
     )
 
-    def messages(calls: list[ServiceCall]) -> list[str]:
-        return [call.data["message"] for call in calls]
-
     start = NOW + 2 * HOUR
-    seq = await bridge.publish(grid.sign(dr_event("peak", start=start)))
-    await bridge.wait_for_ack(seq)
+    peak = dr_event("peak", start=start, duration="PT1H")
+    await bridge.wait_for_ack(await bridge.publish(grid.sign(peak)))
     await hass.async_block_till_done()
-    announced = f"A demand-response event starts at {dt_util.as_local(start):%Y-%m-%d %H:%M}."
-    assert messages(persistent) == [announced]
-    assert messages(entities) == [announced]
+    announced = (
+        f"Demand-response event Evening peak, from {_local(start)} to {_local(start + HOUR)}."
+    )
+    assert _messages(persistent) == [announced]
+    assert _messages(entities) == [announced]
     assert entities[0].data["entity_id"] == ["notify.living_room_speaker"]
-    assert messages(phones) == [announced]
+    assert _messages(phones) == [announced]
     assert phones[0].data["title"] == "Smart Community"
+    assert phones[0].data["data"] == {
+        "tag": _opt_out_action("peak"),
+        "actions": [{"action": _opt_out_action("peak"), "title": "Opt out"}],
+    }
 
     await async_move_to(hass, mock_config_entry, frozen_now, NOW + HOUR)
     spike = "The electricity price has risen to 1.2 CNY/kWh."
-    assert messages(persistent) == [announced, spike]
-    assert messages(entities) == [announced, spike]
-    assert messages(phones) == [announced, spike]
+    assert _messages(persistent) == [announced, spike]
+    assert _messages(phones)[-1] == spike
+    assert phones[-1].data["data"] == {}  # nothing to opt out of
 
     # Back from unavailable, the same event and price are no news.
     await bridge.disconnect()
-    await wait_for_state(hass, DEMAND_RESPONSE, lambda state: state.state == STATE_UNAVAILABLE)
+    await wait_for_state(hass, DR_EVENT, lambda state: state.state == STATE_UNAVAILABLE)
     await async_reconnect_attempt(mock_config_entry, bridge)
-    await wait_for_state(hass, DEMAND_RESPONSE, lambda state: state.state == STATE_OFF)
+    await wait_for_state(hass, DR_EVENT, lambda state: state.state != STATE_UNAVAILABLE)
     await hass.async_block_till_done()
     assert _state(hass, PRICE) == "1.2"
     assert len(persistent) == 2
 
-    # The event starting empties next_start: no news, no notification.
-    await async_move_to(hass, mock_config_entry, frozen_now, start)
-    assert _state(hass, DEMAND_RESPONSE) == STATE_ON
-    assert len(persistent) == 2
+    later = {**peak, "intervalPeriod": {**peak["intervalPeriod"], "duration": "PT2H"}}
+    await bridge.wait_for_ack(await bridge.publish(grid.sign(later)))
+    await hass.async_block_till_done()
+    changed = (
+        "The demand-response event Evening peak has changed: "
+        f"now from {_local(start)} to {_local(start + 2 * HOUR)}."
+    )
+    assert _messages(persistent)[-1] == changed
+    assert phones[-1].data["data"]["actions"][0]["action"] == _opt_out_action("peak")
+
+    seq = await bridge.publish(grid.sign(later, operation=Operation.DELETE), Operation.DELETE)
+    await bridge.wait_for_ack(seq)
+    await hass.async_block_till_done()
+    assert _messages(persistent)[-1] == "The demand-response event Evening peak was cancelled."
+    assert _messages(entities) == _messages(persistent)
+    assert phones[-1].data["data"] == {}
+    assert len(persistent) == 4
+
+
+@pytest.mark.usefixtures("installed_blueprints")
+async def test_one_tap_opt_out(
+    hass: HomeAssistant,
+    mock_config_entry: MockConfigEntry,
+    bridge: FakeBridge,
+    grid: FakeGrid,
+) -> None:
+    """Tapping the button opts the home out of that event: the grid is told, the home confirms."""
+    phones = async_mock_service(hass, "notify", "mobile_app_phone")
+    await async_setup_switches(hass, water_heater=True)
+    home = MockConfigEntry(
+        domain=DOMAIN,
+        title=mock_config_entry.title,
+        unique_id=mock_config_entry.unique_id,
+        data=dict(mock_config_entry.data),
+        options={CONF_LOADS: [{CONF_ENTITY_ID: WATER_HEATER, CONF_NOMINAL_POWER: 2.0}]},
+    )
+    await async_setup_integration(hass, home)
+    await async_use_blueprint(
+        hass,
+        "price_and_event_notifications.yaml",
+        {
+            "price": PRICE,
+            "demand_response_event": DR_EVENT,
+            "persistent_notification": False,
+            "notify_action": "notify.mobile_app_phone",
+            "opt_out_title": "Not today",
+        },
+    )
+    await bridge.wait_for_ack(await bridge.publish(grid.sign(dr_event("peak", start=NOW + HOUR))))
+    await hass.async_block_till_done()
+    (offer,) = phones
+    assert offer.data["data"]["actions"] == [
+        {"action": _opt_out_action("peak"), "title": "Not today"}
+    ]
+    assert _state(hass, PARTICIPATION) == STATE_ON
+
+    # Another event's button, another automation's, or another app's action change nothing.
+    for action in (
+        _opt_out_action("other"),
+        "SMART_COMMUNITY_OPT_OUT|automation.another_home|peak",
+        "OPEN_GARAGE",
+    ):
+        hass.bus.async_fire("mobile_app_notification_action", {"action": action})
+    hass.bus.async_fire("mobile_app_notification_action", {})
+    await hass.async_block_till_done()
+    assert _state(hass, PARTICIPATION) == STATE_ON
+    assert len(phones) == 1
+
+    hass.bus.async_fire("mobile_app_notification_action", {"action": _opt_out_action("peak")})
+    await hass.async_block_till_done()
+    assert _state(hass, PARTICIPATION) == STATE_OFF
+    assert _messages(phones)[-1] == "Your home has opted out of Evening peak."
+    await bridge.wait_for_reports(2)
+    states = [
+        payload["values"][0]
+        for report in bridge.reports_on("peak")
+        for interval in report["resources"][0]["intervals"]
+        for payload in interval["payloads"]
+        if payload["type"] == "OPERATING_STATE"
+    ]
+    assert states == ["RUNNING_CURTAILED", "RUNNING_OPTED_OUT"]
 
 
 @pytest.mark.usefixtures("installed_blueprints")
@@ -475,7 +642,7 @@ async def test_notify_only_persistent_by_default(
     await async_use_blueprint(
         hass,
         "price_and_event_notifications.yaml",
-        {"price": PRICE, "demand_response": DEMAND_RESPONSE},
+        {"price": PRICE, "demand_response_event": DR_EVENT},
     )
 
     seq = await bridge.publish(grid.sign(dr_event("peak", start=NOW + HOUR)))
@@ -486,55 +653,127 @@ async def test_notify_only_persistent_by_default(
     assert entities == []
 
 
+EV_CHARGING = {
+    "price": PRICE,
+    "chargers": [CHARGER],
+    "charging_time": {"hours": 2, "minutes": 0, "seconds": 0},
+}
+# The cheapest prices come after the departure (8 hours on), where they do not count.
+EV_PRICES = [0.9, 0.8, 0.4, 0.2, 0.3, 0.9, 0.9, 0.9, 0.1, 0.1]
+
+
+def _time_of_day(moment: datetime) -> str:
+    return f"{dt_util.as_local(moment):%H:%M:%S}"
+
+
+async def async_tick(hass: HomeAssistant, freezer: FrozenDateTimeFactory, moment: datetime) -> None:
+    """Move the clock while an automation run waits, which keeps Home Assistant from idling."""
+    freezer.move_to(moment)
+    async_fire_time_changed(hass)
+    for _ in range(100):
+        await asyncio.sleep(0)
+
+
+async def async_charges_in_window(
+    hass: HomeAssistant, freezer: FrozenDateTimeFactory, start: datetime, end: datetime
+) -> None:
+    """The charger is off until ``start``, on until ``end``, off then."""
+    await async_tick(hass, freezer, start - MINUTE)
+    assert _state(hass, CHARGER) == STATE_OFF
+    await async_tick(hass, freezer, start)
+    await wait_for_state(hass, CHARGER, lambda state: state.state == STATE_ON)
+    await async_tick(hass, freezer, end - MINUTE)
+    assert _state(hass, CHARGER) == STATE_ON
+    await async_tick(hass, freezer, end)
+    await wait_for_state(hass, CHARGER, lambda state: state.state == STATE_OFF)
+
+
 @pytest.mark.usefixtures("installed_blueprints")
-async def test_charge_ev_on_cheap_power_outside_demand_response(
+async def test_charge_ev_in_the_cheapest_window(
     hass: HomeAssistant,
     mock_config_entry: MockConfigEntry,
     bridge: FakeBridge,
     grid: FakeGrid,
     frozen_now: FrozenDateTimeFactory,
 ) -> None:
-    """Charging follows the price limit, and demand response overrides a cheap price."""
+    """Planned at the planning time, charging runs in the cheapest stretch before departure."""
     await async_setup_switches(hass, charger=False)
-    bridge.serve(grid.sign(price_event("tou", start=NOW, prices=[0.9, 0.3, 0.3, 0.9])))
-    bridge.serve(grid.sign(dr_event("peak", start=NOW + 1.5 * HOUR, duration="PT15M")))
+    bridge.serve(grid.sign(price_event("tou", start=NOW, prices=EV_PRICES)))
     await async_setup_integration(hass, mock_config_entry)
-    # After the integration's own number platform has loaded the real service.
-    set_value = async_mock_service(hass, "number", "set_value")
+    plan_at = NOW + HOUR / 2
     await async_use_blueprint(
         hass,
-        "ev_charging.yaml",
+        "ev_charging_cheapest_window.yaml",
         {
-            "price": PRICE,
-            "demand_response": DEMAND_RESPONSE,
-            "max_price": 0.3,
-            "charger_switches": [CHARGER],
-            "current_numbers": [CHARGING_CURRENT],
+            **EV_CHARGING,
+            "plan_at": _time_of_day(plan_at),
+            "departure": _time_of_day(NOW + 8 * HOUR),
         },
     )
 
-    def currents() -> list[float]:
-        return [call.data["value"] for call in set_value]
+    await async_tick(hass, frozen_now, plan_at)
+    # 0.2 and 0.3: the cheapest two hours that end by the departure.
+    await async_charges_in_window(hass, frozen_now, NOW + 3 * HOUR, NOW + 5 * HOUR)
 
-    # At the limit counts as cheap enough.
-    await async_move_to(hass, mock_config_entry, frozen_now, NOW + HOUR)
+
+@pytest.mark.usefixtures("installed_blueprints")
+async def test_charge_ev_at_once_without_prices(
+    hass: HomeAssistant,
+    mock_config_entry: MockConfigEntry,
+    bridge: FakeBridge,
+    frozen_now: FrozenDateTimeFactory,
+) -> None:
+    """With no prices to choose from, the car charges at once for the charging time."""
+    await async_setup_switches(hass, charger=False)
+    await async_setup_integration(hass, mock_config_entry)
+    plan_at = NOW + HOUR / 2
+    await async_use_blueprint(
+        hass,
+        "ev_charging_cheapest_window.yaml",
+        {**EV_CHARGING, "plan_at": _time_of_day(plan_at)},
+    )
+
+    await async_tick(hass, frozen_now, plan_at)
+    await wait_for_state(hass, CHARGER, lambda state: state.state == STATE_ON)
+    await async_tick(hass, frozen_now, plan_at + 2 * HOUR - MINUTE)
     assert _state(hass, CHARGER) == STATE_ON
-    assert currents() == [16]
-    assert set_value[0].data["entity_id"] == [CHARGING_CURRENT]
+    await async_tick(hass, frozen_now, plan_at + 2 * HOUR)
+    await wait_for_state(hass, CHARGER, lambda state: state.state == STATE_OFF)
 
-    await async_move_to(hass, mock_config_entry, frozen_now, NOW + 1.5 * HOUR)
-    assert _state(hass, DEMAND_RESPONSE) == STATE_ON
-    assert _state(hass, CHARGER) == STATE_OFF
-    assert currents() == [16, 0]
 
-    await async_move_to(hass, mock_config_entry, frozen_now, NOW + 1.75 * HOUR)
-    assert _state(hass, DEMAND_RESPONSE) == STATE_OFF
-    assert _state(hass, CHARGER) == STATE_ON
-    assert currents() == [16, 0, 16]
+@pytest.mark.usefixtures("installed_blueprints")
+@pytest.mark.parametrize(("departure", "plans"), [(8 * HOUR, True), (-15 * MINUTE, False)])
+async def test_charge_ev_plans_again_after_a_restart(
+    hass: HomeAssistant,
+    mock_config_entry: MockConfigEntry,
+    bridge: FakeBridge,
+    grid: FakeGrid,
+    *,
+    frozen_now: FrozenDateTimeFactory,
+    departure: timedelta,
+    plans: bool,
+) -> None:
+    """Started after the planning time, it plans again unless the car has left since."""
+    await async_setup_switches(hass, charger=False)
+    bridge.serve(grid.sign(price_event("tou", start=NOW, prices=EV_PRICES)))
+    await async_setup_integration(hass, mock_config_entry)
+    await async_use_blueprint(
+        hass,
+        "ev_charging_cheapest_window.yaml",
+        {
+            **EV_CHARGING,
+            "plan_at": _time_of_day(NOW - HOUR / 2),
+            "departure": _time_of_day(NOW + departure),
+        },
+    )
+    # As when Home Assistant has started again: the trigger armed before fires.
+    hass.bus.async_fire(EVENT_HOMEASSISTANT_STARTED)
 
-    await async_move_to(hass, mock_config_entry, frozen_now, NOW + 3 * HOUR)
-    assert _state(hass, CHARGER) == STATE_OFF
-    assert currents() == [16, 0, 16, 0]
+    if plans:
+        await async_charges_in_window(hass, frozen_now, NOW + 3 * HOUR, NOW + 5 * HOUR)
+    else:
+        await async_tick(hass, frozen_now, NOW + 6 * HOUR)
+        assert _state(hass, CHARGER) == STATE_OFF
 
 
 @pytest.mark.usefixtures("installed_blueprints")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from dataclasses import asdict
+from typing import Any
 from unittest.mock import AsyncMock, patch
 
-from homeassistant.config_entries import SOURCE_USER
+from homeassistant.config_entries import SOURCE_USER, ConfigFlowResult
 from homeassistant.const import CONF_API_TOKEN, CONF_CODE, CONF_URL
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
@@ -88,6 +89,15 @@ async def test_user_flow(hass: HomeAssistant, grid: FakeGrid, mock_client: Async
     }
 
 
+def suggested(result: ConfigFlowResult) -> dict[str, Any]:
+    """The values a form shows filled in."""
+    return {
+        str(key): key.description["suggested_value"]
+        for key in result["data_schema"].schema
+        if key.description and "suggested_value" in key.description
+    }
+
+
 @pytest.mark.parametrize(
     ("side_effect", "expected_errors"),
     [
@@ -110,6 +120,7 @@ async def test_bridge_errors_before_the_code_is_used(
     )
     assert result["step_id"] == "user"
     assert result["errors"] == expected_errors
+    assert suggested(result) == {CONF_URL: URL, CONF_CODE: CODE}  # nothing entered is lost
     mock_client.get_keys.side_effect = None
     result = await hass.config_entries.flow.async_configure(
         flow_id, user_input={CONF_URL: URL, CONF_CODE: CODE}
@@ -141,6 +152,7 @@ async def test_refused_code_returns_to_the_form(
     result = await hass.config_entries.flow.async_configure(flow_id, user_input={})
     assert result["step_id"] == "user"
     assert result["errors"] == expected_errors
+    assert suggested(result) == {CONF_URL: URL, CONF_CODE: CODE}
     mock_client.enroll.side_effect = None
     await hass.config_entries.flow.async_configure(
         flow_id, user_input={CONF_URL: URL, CONF_CODE: CODE}

@@ -12,11 +12,11 @@ from freezegun.api import FrozenDateTimeFactory
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import EVENT_HOMEASSISTANT_STOP, STATE_UNAVAILABLE, STATE_UNKNOWN
 from homeassistant.core import HomeAssistant
+from homeassistant.util import dt as dt_util
 import pytest
-from pytest_homeassistant_custom_component.common import MockConfigEntry
+from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
 
-from custom_components.smart_community.const import DOMAIN, RECONNECT_MAXIMUM
-from custom_components.smart_community.coordinator import reconnect_delay
+from custom_components.smart_community.const import DOMAIN
 from custom_components.smart_community.protocol import (
     SIGNATURE_FIELD,
     Operation,
@@ -32,6 +32,7 @@ from .conftest import (
     async_move_to,
     async_reconnect_attempt,
     async_setup_integration,
+    async_spin_until,
     async_wait_connected,
     wait_for_state,
 )
@@ -351,12 +352,57 @@ async def test_restore_from_storage(
     assert rejected.attributes["last_rejected_at"] == NOW - timedelta(days=1)
 
 
-def test_reconnect_delay_backs_off_with_jitter() -> None:
-    """Delays double per failure, jittered into their upper half, up to the maximum."""
-    assert 0.5 <= reconnect_delay(0) <= 1
-    assert 4 <= reconnect_delay(3) <= 8
-    maximum = RECONNECT_MAXIMUM.total_seconds()
-    assert maximum / 2 <= reconnect_delay(10_000) <= maximum
+@pytest.mark.parametrize(
+    ("guidance", "ceilings"),
+    [
+        # No guidance in the welcome: the home's own pace, from 1 s doubling up to 5 minutes.
+        (None, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300]),
+        # The bridge's guidance: from 3 s doubling up to 10 s.
+        ({"initial": 3, "max": 10}, [3, 6, 10, 10]),
+    ],
+)
+async def test_reconnect_paced_by_the_welcome(
+    hass: HomeAssistant,
+    mock_config_entry: MockConfigEntry,
+    bridge: FakeBridge,
+    guidance: dict[str, float] | None,
+    ceilings: list[float],
+) -> None:
+    """Each retry waits a random time in the upper half of a doubling ceiling; a welcome resets it.
+
+    The ceilings are the bridge's when its welcome carries reconnect guidance, the home's own
+    otherwise. The random source is made to pick the longest wait, so the home must retry
+    exactly when that ceiling has passed.
+    """
+    bridge.reconnect = guidance
+    drawn: list[tuple[float, float]] = []
+
+    def longest(low: float, high: float) -> float:
+        drawn.append((low, high))
+        return high
+
+    async def retry_after(seconds: float) -> None:
+        attempts = bridge.requests.count("/ws")
+        async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=seconds))
+        await async_spin_until(lambda: bridge.requests.count("/ws") > attempts)
+
+    await async_setup_integration(hass, mock_config_entry)
+    with patch("custom_components.smart_community.coordinator.random.uniform", side_effect=longest):
+        bridge.available = False
+        await bridge.disconnect()
+        for failures, ceiling in enumerate(ceilings):
+            await async_spin_until(lambda: len(drawn) > failures)  # noqa: B023 - awaited at once
+            await retry_after(ceiling)
+        assert drawn[: len(ceilings)] == [(ceiling / 2, ceiling) for ceiling in ceilings]
+
+        # Back: the welcome resets the count, so the next loss starts from the first ceiling.
+        bridge.available = True
+        await async_spin_until(lambda: len(drawn) > len(ceilings))
+        await retry_after(ceilings[-1])
+        await async_wait_connected(mock_config_entry)
+        await bridge.disconnect()
+        await async_spin_until(lambda: len(drawn) > len(ceilings) + 1)
+        assert drawn[-1] == (ceilings[0] / 2, ceilings[0])
 
 
 @pytest.mark.usefixtures("init_integration")

@@ -29,7 +29,7 @@ from custom_components.smart_community.const import (
     INVERTER_POLL_INTERVAL,
     SUBENTRY_INVERTER,
 )
-from custom_components.smart_community.inverter import inverter_diagnostics
+from custom_components.smart_community.diagnostics import async_get_config_entry_diagnostics
 from custom_components.smart_community.modbus_device import TIMEOUT
 from tests.loopback import free_port
 
@@ -352,7 +352,7 @@ async def test_power_limit_hold_refresh_release(
     await _set_limit(hass, 100)
     assert inverter.control_writes() == [_hold(60), _hold(60), RELEASE]
 
-    (diagnostics,) = inverter_diagnostics(with_inverter)
+    (diagnostics,) = (await async_get_config_entry_diagnostics(hass, with_inverter))["inverters"]
     assert diagnostics["requested_limit"] == 100
     assert diagnostics["power_limit"]["enabled"] is False
     assert diagnostics["reading"]["ac_power"] == 4200
@@ -527,7 +527,7 @@ async def test_inverter_off_at_setup(
     assert entry.state is ConfigEntryState.LOADED
     assert _state(hass, "sensor", "ac_power") == STATE_UNAVAILABLE
     assert _state(hass, "number", "active_power_limit") == STATE_UNAVAILABLE
-    (diagnostics,) = inverter_diagnostics(entry)
+    (diagnostics,) = (await async_get_config_entry_diagnostics(hass, entry))["inverters"]
     assert diagnostics["available"] is False
     assert diagnostics["models"] is None
 

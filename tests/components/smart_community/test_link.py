@@ -15,6 +15,7 @@ from .conftest import (
     LAST_CONTACT,
     NOW,
     PRICE,
+    REJECTED,
     async_reconnect_attempt,
     async_wait_connected,
     wait_for_state,
@@ -67,3 +68,36 @@ async def test_connection_and_last_contact(
     await wait_for_state(hass, PRICE, lambda state: state.state == "0.5")
     assert hass.states.get(CONNECTION).state == STATE_ON
     assert hass.states.get(LAST_CONTACT).state != (NOW + 3 * MINUTE).isoformat()
+
+
+async def test_what_stays_available_without_the_bridge(
+    hass: HomeAssistant, init_integration: MockConfigEntry, bridge: FakeBridge
+) -> None:
+    """Without the bridge, what signals say goes unavailable; what the home knows of itself stays.
+
+    That is the link, the signals it rejected and its own load response.
+    """
+    entity_ids = {
+        entry.entity_id
+        for entry in er.async_entries_for_config_entry(
+            er.async_get(hass), init_integration.entry_id
+        )
+    }
+    bridge.available = False
+    await bridge.disconnect()
+    await wait_for_state(hass, CONNECTION, lambda state: state.state == STATE_OFF)
+
+    available = {
+        entity_id
+        for entity_id in entity_ids
+        if (state := hass.states.get(entity_id)) is not None and state.state != STATE_UNAVAILABLE
+    }
+    assert available == {
+        CONNECTION,
+        LAST_CONTACT,
+        REJECTED,
+        "switch.home_h1_demand_response_participation",
+        "sensor.home_h1_load_shed",
+        "sensor.home_h1_reduction_in_last_event",
+    }
+    assert len(entity_ids - available) == 14

@@ -23,6 +23,10 @@ from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import ServiceValidationError
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
+from pytest_homeassistant_custom_component.components.diagnostics import (
+    get_diagnostics_for_config_entry,
+)
+from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
 from custom_components.smart_community.const import (
     CONF_INVERTERS,
@@ -522,3 +526,37 @@ async def test_removing_the_entry_forgets_the_stores(
     await hass.config_entries.async_remove(home.entry_id)
     await hass.async_block_till_done()
     assert not any(key in hass_storage for key in keys)
+
+
+async def test_diagnostics_show_the_load_response(
+    hass: HomeAssistant,
+    home: MockConfigEntry,
+    bridge: FakeBridge,
+    grid: FakeGrid,
+    *,
+    frozen_now: FrozenDateTimeFactory,
+    hass_client: ClientSessionGenerator,
+) -> None:
+    """What the home enrolled, takes part in and holds, the latest audit entries and reports."""
+    # Under way at once: the clock stays where the diagnostics' access token is valid.
+    await publish(hass, bridge, grid, event(start=NOW))
+    await async_move_to(hass, home, frozen_now, NOW)
+    bridge.report_status = 503  # reports wait for the bridge
+
+    await hass.services.async_call(DOMAIN, "opt_out", {}, blocking=True)
+    diagnostics = await get_diagnostics_for_config_entry(hass, hass_client, home)
+
+    response = diagnostics["load_response"]
+    assert response["enrolled"] == [HEATER, THERMOSTAT, CHARGER, INVERTER]
+    (session,) = response["engine"]["sessions"]
+    assert session["event_id"] == "peak"
+    assert session["opted_out"] is True
+    assert [held["entity_id"] for held in response["engine"]["held"]] == [HEATER]
+    assert response["shed_power"] == pytest.approx(1.8)
+    assert [(e["action"], e["entity"]) for e in response["audit_tail"]] == [
+        ("shed", HEATER),
+        ("opt_out", ""),
+    ]
+    assert response["audit_entries"] == 2
+    # The opt-out waits for the bridge to store it.
+    assert diagnostics["uplink"] == {"queued": {"response": 1}, "last_reduction": None}

@@ -12,8 +12,10 @@ from collections.abc import AsyncGenerator, Callable, Coroutine, Generator
 from typing import Any
 from unittest.mock import patch
 
+from freezegun.api import FrozenDateTimeFactory
 from homeassistant.components.zha.helpers import get_zha_gateway
 from homeassistant.config_entries import ConfigEntryState
+from homeassistant.const import STATE_OFF, STATE_ON
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import entity_registry as er
 import pytest
@@ -30,12 +32,24 @@ from zigpy.zcl.clusters.smartenergy import Metering
 from zigpy.zcl.foundation import Status
 import zigpy.zdo.types as zdo_t
 
+from custom_components.smart_community.const import (
+    ACTION_SPACING,
+    CONF_ENTITY_ID,
+    CONF_LOADS,
+    CONF_MAX_SHED_POWER,
+    CONF_NOMINAL_POWER,
+    DOMAIN,
+)
+from custom_components.smart_community.diagnostics import async_get_config_entry_diagnostics
 from custom_components.smart_community.zha_loads import (
     async_zigbee_diagnostics,
     async_zigbee_load,
     async_zigbee_loads,
 )
 from custom_components.smart_community.zigbee import DriveRefusal, has_on_off, measured_power
+
+from .conftest import NOW, async_move_to, async_setup_integration
+from .fake_bridge import FakeBridge, FakeGrid, dr_event
 
 PLUG = "00:0d:6f:00:0a:90:69:e7"
 SENSOR = "00:0d:6f:00:0a:90:69:e8"
@@ -336,3 +350,61 @@ async def test_no_zha(hass: HomeAssistant, zha: MockConfigEntry, join: Join) -> 
 async def test_zha_not_set_up(hass: HomeAssistant) -> None:
     """Without ZHA at all there are no ZigBee loads."""
     assert async_zigbee_loads(hass) == []
+
+
+async def test_engine_sheds_only_the_zigbee_loads_it_may_drive(
+    hass: HomeAssistant,
+    join: Join,
+    mock_config_entry: MockConfigEntry,
+    bridge: FakeBridge,
+    grid: FakeGrid,
+    *,
+    frozen_now: FrozenDateTimeFactory,
+) -> None:
+    """A battery relay is passed over; a mains plug is shed, counted at what it reports drawing."""
+    plug = await join(PLUG, [OnOff.cluster_id, ElectricalMeasurement.cluster_id])
+    relay = await join(
+        SENSOR, [OnOff.cluster_id], node_desc=BATTERY_END_DEVICE, nwk=0x1002, model="Battery relay"
+    )
+    measurement = plug.endpoints[1].in_clusters[ElectricalMeasurement.cluster_id]
+    measurement.update_attribute(ElectricalMeasurement.AttributeDefs.active_power.id, 1200)  # W
+    for device in (plug, relay):
+        device.endpoints[1].in_clusters[OnOff.cluster_id].update_attribute(
+            OnOff.AttributeDefs.on_off.id, 1
+        )
+    await hass.async_block_till_done()
+    plug_switch = _entity(hass, "switch", f"{PLUG}-1")
+    relay_switch = _entity(hass, "switch", f"{SENSOR}-1")
+    # The relay comes first: shed first, were it fit to be driven.
+    home = MockConfigEntry(
+        domain=DOMAIN,
+        title=mock_config_entry.title,
+        unique_id=mock_config_entry.unique_id,
+        data=dict(mock_config_entry.data),
+        options={
+            CONF_LOADS: [
+                {CONF_ENTITY_ID: relay_switch, CONF_NOMINAL_POWER: 1.0},
+                {CONF_ENTITY_ID: plug_switch, CONF_NOMINAL_POWER: 3.0},
+            ],
+            CONF_MAX_SHED_POWER: 10.0,
+        },
+    )
+    await async_setup_integration(hass, home)
+    assert hass.states.get(plug_switch).state == STATE_ON  # type: ignore[union-attr]
+
+    event = dr_event("peak", start=NOW, level=1)
+    # ZHA's default response to the off command: command id and status.
+    with patch(
+        "zigpy.device.Device.request",
+        return_value=[OnOff.ServerCommandDefs.off.id, Status.SUCCESS],
+    ):
+        await bridge.wait_for_ack(await bridge.publish(grid.sign(event)))
+        await async_move_to(hass, home, frozen_now, NOW + ACTION_SPACING)
+
+    assert hass.states.get(plug_switch).state == STATE_OFF  # type: ignore[union-attr]
+    assert hass.states.get(relay_switch).state == STATE_ON  # type: ignore[union-attr]
+    # What the plug reported drawing, not its nominal load.
+    assert hass.states.get("sensor.home_h1_load_shed").state == "1.2"  # type: ignore[union-attr]
+    diagnostics = await async_get_config_entry_diagnostics(hass, home)
+    refusals = {load["name"]: load["refusal"] for load in diagnostics["zigbee_loads"]}
+    assert refusals == {"Acme Smart plug": None, "Acme Battery relay": "not_mains_powered"}
