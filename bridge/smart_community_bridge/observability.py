@@ -12,6 +12,7 @@ import contextlib
 from datetime import UTC, datetime
 import json
 import logging
+import time
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
@@ -19,7 +20,19 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from .access import allow
-from .state import CONFIG, HEAP, INGEST, INTAKE, LEDGER, RELAY, REPORTER, UPSTREAM
+from .state import (
+    AUTHORITY,
+    CHARGING,
+    CONFIG,
+    FAULTS,
+    HEAP,
+    INGEST,
+    INTAKE,
+    LEDGER,
+    RELAY,
+    REPORTER,
+    UPSTREAM,
+)
 
 REGISTRY = web.AppKey("registry", CollectorRegistry)
 LOOP_LAG = web.AppKey("loop_lag", Histogram)
@@ -120,6 +133,35 @@ class BridgeCollector(Collector):
                 "smart_community_gc_settle_seconds",
                 "How long the last settling of the heap paused the bridge",
                 value=heap.last_pause,
+            )
+        if AUTHORITY in app:
+            authority = app[AUTHORITY]
+            delegation = authority.current
+            yield GaugeMetricFamily(
+                "smart_community_delegation_expires_seconds",
+                "Seconds the grid's delegation to the community holds (0: none)",
+                value=max(0.0, delegation.expires - time.time()) if delegation else 0.0,
+            )
+            yield CounterMetricFamily(
+                "smart_community_delegations_refused",
+                "Delegations offered by the grid that did not verify",
+                value=authority.refused,
+            )
+        if FAULTS in app:
+            faults = app[FAULTS]
+            yield GaugeMetricFamily(
+                "smart_community_faults_active",
+                "Faults the community has located that are not over",
+                value=len(faults.active),
+            )
+            yield CounterMetricFamily(
+                "smart_community_faults_located", "Faults located", value=faults.located
+            )
+        if CHARGING in app:
+            yield GaugeMetricFamily(
+                "smart_community_ev_charging_limits",
+                "Homes whose EV charging is limited to a share of their transformer",
+                value=len(app[CHARGING].limits),
             )
         if UPSTREAM in app:
             yield GaugeMetricFamily(

@@ -145,6 +145,9 @@ async def test_a_located_fault_alerts_the_feeder_and_ends_when_supply_is_back(
     assert [(f["place"], f["code"], f["homes"]) for f in listed] == [
         ("t9", "LOSS_OF_SUPPLY", ["n0", "n1"])
     ]
+    metrics = await (await bridge.get("/metrics")).text()
+    assert "smart_community_faults_active 1.0" in metrics
+    assert "smart_community_faults_located_total 1.0" in metrics
 
     # Supply is back: the homes reconnect, the notice is withdrawn.
     sockets = [await bridge.ws_connect("/ws", headers=auth(c)) for c in credentials[:2]]
