@@ -17,7 +17,7 @@ from smart_community_protocol import Placement, TargetError, format_datetime
 from . import homes
 from .access import Role, allow
 from .problems import json_body, problem
-from .state import CONFIG, FAULTS, INTAKE, LEDGER, RELAY, UPSTREAM
+from .state import AUTHORITY, CONFIG, FAULTS, INTAKE, LEDGER, RELAY, UPSTREAM
 
 _ID = vol.All(
     str, vol.Match(r"^[A-Za-z0-9_-]{1,64}$", msg="must be 1-64 letters, digits, '_' or '-'")
@@ -94,6 +94,7 @@ async def status(request: web.Request) -> web.Response:
     app = request.app
     upstream = app[UPSTREAM]
     intake = app[INTAKE]
+    delegation = app[AUTHORITY].current
     return web.json_response(
         {
             "community": app[CONFIG].community,
@@ -103,6 +104,15 @@ async def status(request: web.Request) -> web.Response:
             "signals_rejected": dict(intake.rejected),
             "grid_connected": upstream.connected,
             "grid_last_sync": upstream.last_sync or None,
+            "delegation": None
+            if delegation is None
+            else {
+                "grid": delegation.grid,
+                "grants": sorted(delegation.grants),
+                "hosting_kw": dict(delegation.hosting_kw),
+                "expires": format_datetime(datetime.fromtimestamp(delegation.expires, UTC)),
+            },
+            "faults": len(app[FAULTS].active),
             "time": time.time(),
         }
     )

@@ -213,5 +213,7 @@ async def test_status_and_openapi(bridge: TestClient[Any, Any], identities: Iden
     assert status["community"] == "c1"
     assert status["homes_connected"] == 0
     assert status["grid_connected"] is False  # its grid is unreachable in these tests
+    assert status["delegation"] is None
+    assert status["faults"] == 0
     document = await (await bridge.get("/operator/openapi.yaml")).text()
     assert "/operator/enrollment-codes" in document
