@@ -314,12 +314,7 @@ def charging_setting(
         return None
     if observation.step:
         value = math.floor(value / observation.step + 1e-9) * observation.step
-    floor = load.minimum_value
-    if observation.minimum is not None:
-        floor = max(floor, observation.minimum)
-    value = max(value, floor)
-    if observation.maximum is not None:
-        value = min(value, observation.maximum)
+    value = _bounded(max(value, load.minimum_value), observation)
     return Setting(value=min(value, prior.value))
 
 
