@@ -96,12 +96,14 @@ async def async_unload_entry(hass: HomeAssistant, entry: SmartCommunityConfigEnt
     if unloaded:
         # What an unloaded entry cannot observe it cannot report either.
         repairs.async_clear(hass, entry.entry_id, repairs.DERIVED)
+        repairs.async_clear_alerts(hass, entry.entry_id)
     return unloaded
 
 
 async def async_remove_entry(hass: HomeAssistant, entry: SmartCommunityConfigEntry) -> None:
     """Forget what the home stored once its entry is deleted."""
     repairs.async_clear(hass, entry.entry_id, repairs.Issue)
+    repairs.async_clear_alerts(hass, entry.entry_id)
     await stored_state(hass, entry.entry_id).async_remove()
     await response_store(hass, entry.entry_id).async_remove()
     await uplink_store(hass, entry.entry_id).async_remove()

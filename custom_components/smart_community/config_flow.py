@@ -31,6 +31,7 @@ from homeassistant.const import (
     CONF_HOST,
     CONF_PORT,
     CONF_URL,
+    UnitOfElectricPotential,
     UnitOfPower,
 )
 from homeassistant.core import callback
@@ -68,6 +69,7 @@ from .const import (
     CONF_MINIMUM_VALUE,
     CONF_MODEL,
     CONF_NOMINAL_POWER,
+    CONF_PHASES,
     CONF_PLACEMENT,
     CONF_POWER_LIMIT,
     CONF_POWER_SENSOR,
@@ -79,6 +81,7 @@ from .const import (
     CONF_TEMPERATURE_OFFSET,
     CONF_UNIT_ID,
     CONF_VERSION,
+    CONF_VOLTAGE,
     DEFAULT_CHEAPEST_WINDOW,
     DEFAULT_MAX_SHED_POWER,
     DEFAULT_NOMINAL_POWER,
@@ -89,7 +92,14 @@ from .const import (
     LOGGER,
     SUBENTRY_INVERTER,
 )
-from .load_response import DEFAULT_MINIMUM_CURRENT, LoadKind, default_offset, kind_of
+from .load_response import (
+    DEFAULT_MINIMUM_CURRENT,
+    DEFAULT_PHASES,
+    DEFAULT_VOLTAGE,
+    LoadKind,
+    default_offset,
+    kind_of,
+)
 from .modbus_device import (
     DEFAULT_PORT,
     DEFAULT_UNIT_ID,
@@ -121,6 +131,16 @@ _OFFSET = NumberSelector(
 )
 _MINIMUM = NumberSelector(
     NumberSelectorConfig(min=0, max=1000, step=1, mode=NumberSelectorMode.BOX)
+)
+_PHASES = NumberSelector(NumberSelectorConfig(min=1, max=3, step=1, mode=NumberSelectorMode.BOX))
+_VOLTAGE = NumberSelector(
+    NumberSelectorConfig(
+        min=100,
+        max=480,
+        step=1,
+        mode=NumberSelectorMode.BOX,
+        unit_of_measurement=UnitOfElectricPotential.VOLT,
+    )
 )
 _DURATION = DurationSelector()
 _POWER_SENSOR = EntitySelector(EntitySelectorConfig(domain="sensor", device_class="power"))
@@ -371,6 +391,13 @@ class SmartCommunityOptionsFlow(OptionsFlow):
                     default=before.get(CONF_MINIMUM_VALUE, DEFAULT_MINIMUM_CURRENT),
                 )
             ] = _MINIMUM
+            # What turns the community's EV charging share (kW) into the charger's current.
+            fields[
+                probatio.Required(CONF_PHASES, default=before.get(CONF_PHASES, DEFAULT_PHASES))
+            ] = _PHASES
+            fields[
+                probatio.Required(CONF_VOLTAGE, default=before.get(CONF_VOLTAGE, DEFAULT_VOLTAGE))
+            ] = _VOLTAGE
         return self.async_show_form(
             step_id="load",
             data_schema=self.add_suggested_values_to_schema(

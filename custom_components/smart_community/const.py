@@ -62,6 +62,8 @@ CONF_STALE_AFTER: Final = "stale_after"
 CONF_TELEMETRY: Final = "telemetry"
 CONF_TELEMETRY_INTERVAL: Final = "telemetry_interval"
 CONF_CHEAPEST_WINDOW: Final = "cheapest_window"
+CONF_PHASES: Final = "phases"
+CONF_VOLTAGE: Final = "voltage"
 
 DEFAULT_NOMINAL_POWER: Final = 1.0  # kW
 DEFAULT_RATED_POWER: Final = 5.0  # kW, an inverter's

@@ -56,6 +56,7 @@ from .const import (
 from .prices import PriceSummary, PriceWindow, summarise
 from .protocol import (
     Claims,
+    Delegation,
     Event,
     ModelError,
     Notification,
@@ -77,6 +78,7 @@ from .protocol import (
 from .protocol.push import Reconnect, Signal, Welcome
 from .signals import (
     HORIZON,
+    Alert,
     ChangeKind,
     DemandResponseChange,
     DemandResponsePeriod,
@@ -84,7 +86,7 @@ from .signals import (
     ReceivedEvent,
     demand_response_periods,
     describe_event,
-    is_price_event,
+    is_demand_response,
     outlook,
 )
 
@@ -100,6 +102,8 @@ _STALE = frozenset({RejectReason.REPLAYED, RejectReason.OLDER_VERSION})
 _FORGED = frozenset(
     {RejectReason.BAD_SIGNATURE, RejectReason.UNSIGNED, RejectReason.ALGORITHM_NOT_ALLOWED}
 )
+# A community signature the grid's delegation does not cover: as suspect as a forged one.
+_OVERSTEPPED = frozenset({RejectReason.INVALID_DELEGATION, RejectReason.BEYOND_DELEGATION})
 # Rejections that a clock explains: the grid's, the bridge's or this home's is off.
 _CLOCK = frozenset({RejectReason.ISSUED_IN_FUTURE, RejectReason.NOT_YET_VALID})
 
@@ -124,6 +128,14 @@ class AppliedObject:
     claims: Claims
     received_at: datetime
     model: Program | Event
+    # The grid's delegation, when the community signed it rather than the grid.
+    delegation: Delegation | None = None
+
+    def received(self) -> ReceivedEvent | None:
+        """The event as the signals' evaluation takes it; None for a program."""
+        if not isinstance(self.model, Event):
+            return None
+        return ReceivedEvent(event=self.model, received_at=self.received_at, issuer=self.claims.iss)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -224,7 +236,11 @@ def _understood(verified: VerifiedObject, received_at: datetime) -> AppliedObjec
     else:
         return None
     return AppliedObject(
-        signed=verified.object, claims=verified.claims, received_at=received_at, model=model
+        signed=verified.object,
+        claims=verified.claims,
+        received_at=received_at,
+        model=model,
+        delegation=verified.delegation,
     )
 
 
@@ -503,7 +519,7 @@ class SmartCommunityCoordinator(DataUpdateCoordinator[SignalState]):
         previous = self._objects.get(key)
         if operation is Operation.DELETE:
             self._objects.pop(key, None)
-            self._note_change(ChangeKind.CANCELLED, previous)
+            self._note_change(ChangeKind.CANCELLED, previous, None)
             return True
         try:
             applied = _understood(verified, received_at)
@@ -513,16 +529,24 @@ class SmartCommunityCoordinator(DataUpdateCoordinator[SignalState]):
         if applied is None:
             return False
         self._objects[key] = applied
-        self._note_change(ChangeKind.NEW if previous is None else ChangeKind.MODIFIED, applied)
+        kind = ChangeKind.NEW if previous is None else ChangeKind.MODIFIED
+        self._note_change(kind, previous, applied)
         return True
 
-    def _note_change(self, kind: ChangeKind, applied: AppliedObject | None) -> None:
-        if applied is None or not isinstance(applied.model, Event):
+    def _note_change(
+        self, kind: ChangeKind, previous: AppliedObject | None, applied: AppliedObject | None
+    ) -> None:
+        """Announce a change to a demand-response event (as it was, and as it is now)."""
+        before, after = _demand_response(previous), _demand_response(applied)
+        if before is None and after is None:
             return
-        if is_price_event(applied.model):
-            return
-        received = ReceivedEvent(event=applied.model, received_at=applied.received_at)
-        self._changes.append(DemandResponseChange(kind=kind, event=describe_event(received)))
+        if kind is ChangeKind.MODIFIED and after is None:
+            kind = ChangeKind.CANCELLED  # a new version that asks for nothing any more
+        elif kind is ChangeKind.MODIFIED and before is None:
+            kind = ChangeKind.NEW  # an event that now asks for demand response
+        shown = after or before
+        assert shown is not None
+        self._changes.append(DemandResponseChange(kind=kind, event=describe_event(shown)))
 
     @callback
     def _async_emit_changes(self) -> None:
@@ -541,6 +565,10 @@ class SmartCommunityCoordinator(DataUpdateCoordinator[SignalState]):
         if reason in _FORGED:
             repairs.async_raise_invalid_signature(
                 self.hass, self.config_entry, ref or "-", self._last_rejection.at
+            )
+        elif reason in _OVERSTEPPED:
+            repairs.async_raise_community_overstepped(
+                self.hass, self.config_entry, ref or "-", self._last_rejection.at, message
             )
         elif reason in _CLOCK:
             self._clock_rejection = ref or "-"
@@ -566,9 +594,7 @@ class SmartCommunityCoordinator(DataUpdateCoordinator[SignalState]):
             a.model.id: a.model for a in self._objects.values() if isinstance(a.model, Program)
         }
         events = [
-            ReceivedEvent(event=a.model, received_at=a.received_at)
-            for a in self._objects.values()
-            if isinstance(a.model, Event)
+            received for a in self._objects.values() if (received := a.received()) is not None
         ]
         result = outlook(events, programs, now, since=day_start)
         prices = summarise(
@@ -593,6 +619,7 @@ class SmartCommunityCoordinator(DataUpdateCoordinator[SignalState]):
         )
         self._async_schedule_wake(wake)
         self._async_update_issues(now)
+        self._async_show_alerts(result.alerts)
         return SignalState(
             programs=programs,
             events={event.event.id: event.event for event in events},
@@ -616,10 +643,9 @@ class SmartCommunityCoordinator(DataUpdateCoordinator[SignalState]):
 
     def _record_lapsed(self, applied: AppliedObject, now: datetime) -> None:
         """Keep what a demand-response event the home lets go of asked for while it held."""
-        if not isinstance(applied.model, Event) or is_price_event(applied.model):
+        if (received := _demand_response(applied)) is None:
             return
         until = min(now, dt_util.utc_from_timestamp(applied.claims.exp))
-        received = ReceivedEvent(event=applied.model, received_at=applied.received_at)
         for period in demand_response_periods([received], now - DEMAND_RESPONSE_HISTORY, until):
             end = until if period.end is None else min(period.end, until)
             self._history[(period.event_id, period.start)] = replace(period, end=end)
@@ -680,6 +706,16 @@ class SmartCommunityCoordinator(DataUpdateCoordinator[SignalState]):
         else:
             cleared.add(repairs.Issue.GRID_KEY_CHANGED)
         repairs.async_clear(hass, entry.entry_id, cleared)
+
+    @callback
+    def _async_show_alerts(self, alerts: Iterable[Alert]) -> None:
+        """A notice for each alert in force, naming the community when it signed the alert."""
+        signed_by: dict[Alert, str | None] = {}
+        for alert in alerts:
+            applied = self._objects.get((ObjectType.EVENT, alert.event_id))
+            delegation = applied.delegation if applied is not None else None
+            signed_by[alert] = delegation.community if delegation is not None else None
+        repairs.async_show_alerts(self.hass, self.config_entry, signed_by)
 
     @callback
     def _async_watch_unreachable(self, moment: datetime | None) -> None:
@@ -793,6 +829,14 @@ class SmartCommunityCoordinator(DataUpdateCoordinator[SignalState]):
                 continue
             if applied is not None:
                 self._objects[(verified.object_type, verified.object_id)] = applied
+
+
+def _demand_response(applied: AppliedObject | None) -> ReceivedEvent | None:
+    """The applied object as a demand-response event; None if it is none."""
+    received = applied.received() if applied is not None else None
+    if received is None or not is_demand_response(received.event, received_at=received.received_at):
+        return None
+    return received
 
 
 def _ended(applied: AppliedObject, moment: datetime) -> bool:

@@ -2,8 +2,10 @@
 the home did with them and reported, and the devices it drives.
 
 The home credential is redacted. Grid keys are public and shown by fingerprint; signed objects
-are summarised (their signatures are public too, but long and of no help in a report). Devices
-are shown without their network addresses or serial numbers.
+are summarised (their signatures are public too, but long and of no help in a report), those the
+community signed with the grid's delegation that vouches for them: its grid, delegate, key,
+grants and validity, never the token itself. Devices are shown without their network addresses
+or serial numbers.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from homeassistant.core import HomeAssistant
 
 from .coordinator import AppliedObject, SmartCommunityConfigEntry, SmartCommunityData
 from .inverter import inverter_diagnostics
-from .protocol import Event
+from .protocol import Delegation, Event
 from .zha_loads import async_zigbee_diagnostics
 
 TO_REDACT = {CONF_API_TOKEN}
@@ -39,6 +41,8 @@ def _applied(applied: AppliedObject) -> dict[str, Any]:
         "valid_from": claims.nbf,
         "expires": claims.exp,
     }
+    if applied.delegation is not None:
+        summary["delegation"] = _delegation(applied.delegation)
     if isinstance(applied.model, Event):
         summary["program_id"] = applied.model.program_id
         summary["event_name"] = applied.model.event_name
@@ -46,6 +50,22 @@ def _applied(applied: AppliedObject) -> dict[str, Any]:
     else:
         summary["program_name"] = applied.model.program_name
     return summary
+
+
+def _delegation(delegation: Delegation) -> dict[str, Any]:
+    """What a delegation lets the community sign, and until when."""
+    return {
+        "grid": delegation.grid,
+        "delegate": delegation.delegate,
+        "community": delegation.community,
+        "key": delegation.key.kid,
+        "grants": {
+            payload_type: grant.to_claim() for payload_type, grant in delegation.grants.items()
+        },
+        "hosting_kw": dict(delegation.hosting_kw),
+        "valid_from": delegation.not_before,
+        "expires": delegation.expires,
+    }
 
 
 def _load_response(data: SmartCommunityData) -> dict[str, Any]:

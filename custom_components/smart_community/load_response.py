@@ -5,7 +5,11 @@ the devices report, performs the one write it asks for at a time, and tells it h
 
 - A request comes from the interval of an event in force for the home: SIMPLE level 1-3 sheds
   that many thirds of the enrolled load that is running; IMPORT_CAPACITY_LIMIT sheds until the
-  home's import is at or below the limit; EXPORT_CAPACITY_LIMIT caps the enrolled inverters.
+  home's import is at or below the limit; EXPORT_CAPACITY_LIMIT caps the enrolled inverters;
+  the community's X_EV_CHARGING_LIMIT (kW) holds the enrolled EV chargers' current to the
+  home's share, converted by each charger's phases and voltage, never below its minimum and
+  never above what the resident set. A charger shed for demand response stays shed: that is
+  the stricter of the two.
 - Each home shifts an event's intervals by its own random offset within ``randomizeStart``
   (User Guide 7.3), drawn once per event and kept, so a restart does not draw it again.
 - Loads are shed in the resident's priority order until the request is met, never beyond the
@@ -32,11 +36,13 @@ from typing import Any, Final
 
 from .protocol import Event, EventPayloadType, OperatingState, event_window, parse_datetime
 from .protocol.timing import Slot, event_slots, format_datetime, random_start_offset
-from .signals import is_price_event, payload_types
+from .signals import EV_CHARGING_LIMIT, is_demand_response, is_price_event, payload_types
 
 DEFAULT_TEMPERATURE_OFFSET: Final = 2.0  # kelvin a thermostat moves away from comfort
 DEFAULT_WATER_HEATER_OFFSET: Final = 10.0  # kelvin a water heater's setpoint is lowered
 DEFAULT_MINIMUM_CURRENT: Final = 6.0  # amperes: the least an EV charger can charge with (IEC 61851)
+DEFAULT_PHASES: Final = 1
+DEFAULT_VOLTAGE: Final = 230.0  # volts between a phase and neutral (IEC 60038)
 MAX_SHEDS_PER_EVENT: Final = 3
 MAX_RESTORE_ATTEMPTS: Final = 3
 # How far ahead the next interval boundary is looked for; sync() runs at least that often.
@@ -46,6 +52,7 @@ _COOLING: Final = frozenset({"cool", "dry", "fan_only"})
 _HEATING: Final = frozenset({"heat"})
 _RANGE: Final = frozenset({"heat_cool", "auto"})
 _POWER_UNITS: Final = {"W": 0.001, "KW": 1.0, "MW": 1000.0}
+_AMPERES: Final = "A"
 _LOAD_PAYLOADS: Final = frozenset({EventPayloadType.SIMPLE, EventPayloadType.IMPORT_CAPACITY_LIMIT})
 
 
@@ -84,6 +91,7 @@ class Channel(StrEnum):
 
     LOAD = "load"  # shed loads (SIMPLE, IMPORT_CAPACITY_LIMIT)
     EXPORT = "export"  # cap inverters (EXPORT_CAPACITY_LIMIT)
+    EV = "ev_charging"  # hold EV chargers to the home's share (X_EV_CHARGING_LIMIT)
 
 
 class ActionKind(StrEnum):
@@ -161,6 +169,7 @@ class Observation:
     mode: str | None = None  # a climate's HVAC mode, a water heater's operation
     minimum: float | None = None
     maximum: float | None = None
+    step: float | None = None  # a number's step
     unit: str | None = None
     power: float | None = None  # kW, from the device's power sensor
 
@@ -175,6 +184,9 @@ class Load:
     power_sensor: str | None = None
     temperature_offset: float = DEFAULT_TEMPERATURE_OFFSET
     minimum_value: float = DEFAULT_MINIMUM_CURRENT
+    # How a charger's current turns into power: kW = A x phases x V / 1000.
+    phases: int = DEFAULT_PHASES
+    voltage: float = DEFAULT_VOLTAGE
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -200,7 +212,14 @@ class ResponseConfig:
             found.add(Channel.LOAD)
         if self.inverters:
             found.add(Channel.EXPORT)
+        if self.chargers:
+            found.add(Channel.EV)
         return frozenset(found)
+
+    @property
+    def chargers(self) -> tuple[Load, ...]:
+        """The enrolled EV charger current numbers."""
+        return tuple(load for load in self.loads if load.kind is LoadKind.LEVEL)
 
     @property
     def entity_ids(self) -> list[str]:
@@ -275,6 +294,30 @@ def export_setting(inverter: Inverter, observation: Observation, limit: float) -
     return Setting(value=_bounded(value, observation))
 
 
+def charging_setting(
+    load: Load, observation: Observation, share: float, prior: Setting
+) -> Setting | None:
+    """A charger's setting for an EV charging share (kW); None if its unit is not known.
+
+    In amperes by the charger's phases and voltage, or in the entity's power unit; rounded
+    down to its step, never below the charger's minimum, never above ``prior`` (what the
+    resident set: a share is a limit, not a target).
+    """
+    unit = (observation.unit or _AMPERES).strip()
+    if unit.upper() == _AMPERES:
+        value = share * 1000 / (max(load.phases, 1) * load.voltage)
+    elif (factor := _POWER_UNITS.get(unit.upper())) is not None:
+        value = share / factor
+    else:
+        return None
+    if prior.value is None:
+        return None
+    if observation.step:
+        value = math.floor(value / observation.step + 1e-9) * observation.step
+    value = _bounded(max(value, load.minimum_value), observation)
+    return Setting(value=min(value, prior.value))
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Request:
     """What an interval asks of the home."""
@@ -282,12 +325,14 @@ class Request:
     level: int | None = None  # SIMPLE 0-3
     import_limit: float | None = None  # kW
     export_limit: float | None = None  # kW
+    ev_limit: float | None = None  # kW: the home's EV charging share
 
     def asks(self, channel: Channel) -> bool:
         """Whether the request needs the channel."""
         if channel is Channel.LOAD:
             return bool(self.level) or self.import_limit is not None
-        return self.export_limit is not None
+        limit = self.export_limit if channel is Channel.EXPORT else self.ev_limit
+        return limit is not None
 
 
 def request_of(event: Event, slot: Slot) -> Request:
@@ -308,6 +353,7 @@ def request_of(event: Event, slot: Slot) -> Request:
         level=None if level is None else int(level),
         import_limit=power(EventPayloadType.IMPORT_CAPACITY_LIMIT),
         export_limit=power(EventPayloadType.EXPORT_CAPACITY_LIMIT),
+        ev_limit=power(EV_CHARGING_LIMIT),
     )
 
 
@@ -321,6 +367,8 @@ def event_channels(event: Event) -> frozenset[Channel]:
         found.add(Channel.LOAD)
     if EventPayloadType.EXPORT_CAPACITY_LIMIT in kinds:
         found.add(Channel.EXPORT)
+    if EV_CHARGING_LIMIT in kinds:
+        found.add(Channel.EV)
     return frozenset(found)
 
 
@@ -350,6 +398,8 @@ class Session:
     start: datetime  # the home's start and end (shifted by the offset)
     end: datetime | None
     channels: frozenset[Channel]
+    # False for the limits the home keeps (a grant, an EV charging share): no opting out.
+    demand_response: bool = True
     opted_out: bool = False
     overridden: list[str] = field(default_factory=list)
     sheds: dict[str, int] = field(default_factory=dict)
@@ -379,6 +429,7 @@ class Session:
             "start": format_datetime(self.start),
             "end": None if self.end is None else format_datetime(self.end),
             "channels": sorted(self.channels),
+            "demand_response": self.demand_response,
             "opted_out": self.opted_out,
             "overridden": self.overridden,
             "sheds": self.sheds,
@@ -401,6 +452,8 @@ class Session:
             start=parse_datetime(data["start"]),
             end=None if data["end"] is None else parse_datetime(data["end"]),
             channels=frozenset(Channel(c) for c in data["channels"]),
+            # Sessions stored before the distinction were all taken as demand response.
+            demand_response=data.get("demand_response", True),
             opted_out=data["opted_out"],
             overridden=list(data["overridden"]),
             sheds=dict(data["sheds"]),
@@ -551,6 +604,7 @@ class LoadResponse:
             start=window[0] + offset,
             end=None if window[1] is None else window[1] + offset,
             channels=channels,
+            demand_response=is_demand_response(event, received_at=now),
         )
 
     def _reread(self, session: Session, event: Event, channels: frozenset[Channel]) -> None:
@@ -560,6 +614,7 @@ class LoadResponse:
             return
         session.event_name = event.event_name
         session.channels = channels
+        session.demand_response = is_demand_response(event, received_at=session.received_at)
         session.start = window[0] + session.offset
         session.end = None if window[1] is None else window[1] + session.offset
 
@@ -614,8 +669,8 @@ class LoadResponse:
         return notices
 
     def current(self, now: datetime) -> Session | None:
-        """The event the home takes part in now, else the next one."""
-        open_sessions = [s for s in self.sessions.values() if not s.ended]
+        """The demand-response event the home takes part in now, else the next one."""
+        open_sessions = [s for s in self.sessions.values() if not s.ended and s.demand_response]
         running = [s for s in open_sessions if s.active(now)]
         if running:
             return min(running, key=lambda s: s.start)
@@ -640,7 +695,7 @@ class LoadResponse:
         if fresh is not self._fresh:
             self._fresh = fresh
             self._generation += 1
-        for channel in (Channel.LOAD, Channel.EXPORT):
+        for channel in Channel:
             self._replan(channel, now, observations, grid_import)
         notices: list[Notice] = []
         for action in self._actions(observations):
@@ -680,8 +735,10 @@ class LoadResponse:
             return
         if channel is Channel.LOAD:
             members = self._load_members(governing, observations, grid_import)
-        else:
+        elif channel is Channel.EXPORT:
             members = self._export_members(governing, observations)
+        else:
+            members = self._charger_members(governing, observations)
         self._plans[channel] = Plan(key=key, event_id=session.event_id, members=members)
         live = {p.key for p in self._plans.values()}
         self._attempted = {a for a in self._attempted if a[0] in live}
@@ -764,9 +821,24 @@ class LoadResponse:
             for inverter in usable
         }
 
+    def _charger_members(
+        self, governing: _Governing, observations: Mapping[str, Observation]
+    ) -> dict[str, float]:
+        share = governing.request.ev_limit
+        assert share is not None  # the request asks for the EV channel
+        usable = [
+            charger.entity_id
+            for charger in self.config.chargers
+            if charger.entity_id not in governing.session.overridden
+            and (o := observations.get(charger.entity_id)) is not None
+            and o.available
+        ]
+        # The share is the home's: its chargers split it evenly.
+        return {entity_id: share / len(usable) for entity_id in usable}
+
     def _actions(self, observations: Mapping[str, Observation]) -> Iterable[Action]:
         """Writes still due, sheds first (in priority order), restores last (in reverse)."""
-        for channel in (Channel.LOAD, Channel.EXPORT):
+        for channel in Channel:
             plan = self._plans.get(channel)
             if plan is None:
                 continue
@@ -807,18 +879,34 @@ class LoadResponse:
     ) -> Action | None:
         held = self.held.get(entity_id)
         session = self.sessions[plan.event_id]
+        kind = ActionKind.LIMIT
         if channel is Channel.LOAD:
-            if held is not None or session.sheds.get(entity_id, 0) >= MAX_SHEDS_PER_EVENT:
+            # A charger held to its EV charging share may still be shed to its minimum.
+            if (held is not None and held.channel is Channel.LOAD) or session.sheds.get(
+                entity_id, 0
+            ) >= MAX_SHEDS_PER_EVENT:
                 return None
             load = next(d for d in self.config.loads if d.entity_id == entity_id)
             target = shed_setting(load, observation)
             kind = ActionKind.SHED
-        else:
+        elif channel is Channel.EXPORT:
             inverter = next(i for i in self.config.inverters if i.entity_id == entity_id)
             target = export_setting(inverter, observation, power)
-            if held is not None and target is not None and held.target.matches(target):
-                return None
-            kind = ActionKind.LIMIT
+        else:
+            shedding = self._plans.get(Channel.LOAD)
+            if shedding is not None and entity_id in shedding.members:
+                return None  # shed for demand response: stricter than any share
+            charger = next(c for c in self.config.chargers if c.entity_id == entity_id)
+            prior = held.prior if held is not None else observation.setting
+            target = charging_setting(charger, observation, power, prior)
+        if (
+            kind is ActionKind.LIMIT
+            and held is not None
+            and held.channel is channel
+            and target is not None
+            and held.target.matches(target)
+        ):
+            return None
         if target is None or target.matches(observation.setting):
             return None
         return Action(
@@ -851,6 +939,11 @@ class LoadResponse:
                 return []
             session = self.sessions[action.event_id]
             held = self.held.get(action.entity_id)
+            if held is not None and held.channel is not action.channel:
+                # Taken over by another channel: the one it leaves may write it again later.
+                self._attempted = {
+                    a for a in self._attempted if a[1] != action.entity_id or a[0] == action.plan
+                }
             self.held[action.entity_id] = Held(
                 entity_id=action.entity_id,
                 event_id=action.event_id,

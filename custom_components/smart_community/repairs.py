@@ -3,12 +3,15 @@
 The coordinator derives most issues from what it sees (the bridge unreachable for long, clocks
 apart, grid keys that differ from the pinned ones) and clears them once that no longer holds.
 A signal with an invalid signature is an incident: its issue stays until the resident
-acknowledges it. A changed grid key is fixed only by enrolling again, never by pinning silently.
+acknowledges it, and so does a community-signed signal beyond the grid's delegation (a relay or
+community that oversteps is as suspect as a forger). A changed grid key is fixed only by
+enrolling again, never by pinning silently. Each alert in force (``ALERT_*``, from the grid or
+the community) is a notice of its own, there while the alert holds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -21,6 +24,7 @@ from homeassistant.util import dt as dt_util
 import probatio
 
 from .const import DOMAIN
+from .signals import URGENT_ALERTS, Alert
 
 _ENTRY_ID = "entry_id"
 
@@ -88,6 +92,28 @@ def async_raise_invalid_signature(
 
 
 @callback
+def async_raise_community_overstepped(
+    hass: HomeAssistant, entry: ConfigEntry, object_ref: str, at: datetime, why: str
+) -> None:
+    """The bridge relayed a community-signed signal the grid's delegation does not cover."""
+    ir.async_create_issue(
+        hass,
+        DOMAIN,
+        issue_id(Issue.INVALID_SIGNATURE, entry.entry_id),
+        is_fixable=True,
+        severity=ir.IssueSeverity.WARNING,
+        translation_key="community_overstepped",
+        translation_placeholders={
+            "home": entry.title,
+            "object": object_ref,
+            "at": _moment(at),
+            "why": why,
+        },
+        data={_ENTRY_ID: entry.entry_id},
+    )
+
+
+@callback
 def async_raise_bridge_clock_skew(
     hass: HomeAssistant, entry: ConfigEntry, offset: timedelta
 ) -> None:
@@ -148,6 +174,78 @@ def async_clear(hass: HomeAssistant, entry_id: str, issues: Iterable[Issue]) -> 
     """Delete an entry's issues (those not raised are left alone)."""
     for issue in issues:
         ir.async_delete_issue(hass, DOMAIN, issue_id(issue, entry_id))
+
+
+def _alert_prefix(entry_id: str) -> str:
+    return f"alert_{entry_id}_"
+
+
+def alert_issue_id(entry_id: str, alert: Alert) -> str:
+    """The issue registry id of one alert of an entry."""
+    return f"{_alert_prefix(entry_id)}{alert.event_id}_{alert.kind}"
+
+
+@callback
+def async_show_alerts(
+    hass: HomeAssistant, entry: ConfigEntry, alerts: Mapping[Alert, str | None]
+) -> None:
+    """A notice for each alert in force, and none for the others.
+
+    ``alerts`` maps each alert to the community that signed it, or to None for the grid's.
+    """
+    shown = set()
+    for alert, community in alerts.items():
+        shown.add(alert_issue_id(entry.entry_id, alert))
+        _async_raise_alert(hass, entry, alert, community)
+    async_clear_alerts(hass, entry.entry_id, keep=shown)
+
+
+@callback
+def _async_raise_alert(
+    hass: HomeAssistant, entry: ConfigEntry, alert: Alert, community: str | None
+) -> None:
+    severity = ir.IssueSeverity.ERROR if alert.kind in URGENT_ALERTS else ir.IssueSeverity.WARNING
+    data: dict[str, str | int | float | None] = {_ENTRY_ID: entry.entry_id}
+    if community is not None:
+        ir.async_create_issue(
+            hass,
+            DOMAIN,
+            alert_issue_id(entry.entry_id, alert),
+            is_fixable=False,
+            severity=severity,
+            translation_key="community_alert",
+            translation_placeholders={
+                "home": entry.title,
+                "community": community,
+                "message": alert.message,
+            },
+            data=data,
+        )
+    else:
+        ir.async_create_issue(
+            hass,
+            DOMAIN,
+            alert_issue_id(entry.entry_id, alert),
+            is_fixable=False,
+            severity=severity,
+            translation_key="grid_alert",
+            translation_placeholders={
+                "home": entry.title,
+                "grid": alert.issuer or "-",
+                "message": alert.message,
+            },
+            data=data,
+        )
+
+
+@callback
+def async_clear_alerts(hass: HomeAssistant, entry_id: str, *, keep: Iterable[str] = ()) -> None:
+    """Delete an entry's alert notices, but those in ``keep``."""
+    kept = set(keep)
+    prefix = _alert_prefix(entry_id)
+    for domain, found in list(ir.async_get(hass).issues):
+        if domain == DOMAIN and found.startswith(prefix) and found not in kept:
+            ir.async_delete_issue(hass, DOMAIN, found)
 
 
 class GridKeyChangedRepairFlow(RepairsFlow):

@@ -67,10 +67,12 @@ from .const import (
     CONF_MAX_SHED_POWER,
     CONF_MINIMUM_VALUE,
     CONF_NOMINAL_POWER,
+    CONF_PHASES,
     CONF_POWER_SENSOR,
     CONF_RATED_POWER,
     CONF_STALE_AFTER,
     CONF_TEMPERATURE_OFFSET,
+    CONF_VOLTAGE,
     DEFAULT_MAX_SHED_POWER,
     DEFAULT_STALE_AFTER,
     DOMAIN,
@@ -81,6 +83,8 @@ from .const import (
 from .coordinator import SmartCommunityConfigEntry, SmartCommunityCoordinator
 from .load_response import (
     DEFAULT_MINIMUM_CURRENT,
+    DEFAULT_PHASES,
+    DEFAULT_VOLTAGE,
     Action,
     ActionKind,
     Inverter,
@@ -133,6 +137,8 @@ def config_from_options(options: Mapping[str, Any]) -> ResponseConfig:
                 power_sensor=item.get(CONF_POWER_SENSOR),
                 temperature_offset=float(item.get(CONF_TEMPERATURE_OFFSET, default_offset(kind))),
                 minimum_value=float(item.get(CONF_MINIMUM_VALUE, DEFAULT_MINIMUM_CURRENT)),
+                phases=int(item.get(CONF_PHASES, DEFAULT_PHASES)),
+                voltage=float(item.get(CONF_VOLTAGE, DEFAULT_VOLTAGE)),
             )
         )
     inverters = tuple(
@@ -171,6 +177,7 @@ def observe(state: State | None, power: float | None = None) -> Observation:
             setting=Setting(value=value),
             minimum=finite_number(attributes.get("min")),
             maximum=finite_number(attributes.get("max")),
+            step=finite_number(attributes.get("step")),
             unit=attributes.get(ATTR_UNIT_OF_MEASUREMENT),
             power=power,
         )
@@ -274,6 +281,13 @@ class LoadResponder:
                     translation_placeholders={"event": event_id},
                 )
             raise ServiceValidationError(translation_domain=DOMAIN, translation_key="no_event")
+        if not session.demand_response:
+            # A grant or an EV charging share is a condition of the connection, not a request.
+            raise ServiceValidationError(
+                translation_domain=DOMAIN,
+                translation_key="not_demand_response",
+                translation_placeholders={"event": session.event_id},
+            )
         notice = self.engine.participate(session.event_id, participate)
         self._log(
             dt_util.utcnow(),

@@ -27,10 +27,12 @@ from .coordinator import SignalState, SmartCommunityConfigEntry, SmartCommunityD
 from .entity import Device, SmartCommunityEntity, SmartCommunityEntityDescription
 from .inverter import InverterData, InverterEntity
 from .prices import PriceLevel
-from .signals import PriceInterval, price_unit
+from .signals import Alert, AlertKind, PriceInterval, price_unit
 from .sunspec import InverterStatus
 
 PARALLEL_UPDATES = 0
+# The alert sensor's state while no alert is in force.
+NO_ALERT = "none"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,6 +53,11 @@ def _price_unit(state: SignalState, default_currency: str) -> str:
 
 def _export_price_unit(state: SignalState, default_currency: str) -> str:
     return price_unit(state.outlook.export_price_forecast, default_currency)
+
+
+def _alert(state: SignalState) -> Alert | None:
+    """The most urgent alert in force (the latest among equals)."""
+    return state.outlook.alerts[0] if state.outlook.alerts else None
 
 
 def _forecast(forecast: tuple[PriceInterval, ...]) -> dict[str, Any]:
@@ -172,6 +179,29 @@ SENSORS: tuple[SmartCommunitySensorEntityDescription, ...] = (
         entity_category=EntityCategory.DIAGNOSTIC,
         always_available=True,
         value_fn=lambda state: state.last_contact,
+    ),
+    SmartCommunitySensorEntityDescription(
+        key="alert",
+        translation_key="alert",
+        device_class=SensorDeviceClass.ENUM,
+        options=[NO_ALERT, *(str(kind) for kind in AlertKind)],
+        value_fn=lambda state: alert.kind if (alert := _alert(state)) else NO_ALERT,
+        attributes_fn=lambda state: {
+            "message": alert.message if (alert := _alert(state)) else None,
+            "event_id": alert.event_id if alert else None,
+            "issuer": alert.issuer if alert else None,
+            "start": alert.start if alert else None,
+            "end": alert.end if alert else None,
+            "alerts": len(state.outlook.alerts),
+        },
+    ),
+    SmartCommunitySensorEntityDescription(
+        key="ev_charging_limit",
+        translation_key="ev_charging_limit",
+        device_class=SensorDeviceClass.POWER,
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=UnitOfPower.KILO_WATT,
+        value_fn=lambda state: state.outlook.ev_charging_limit,
     ),
 )
 

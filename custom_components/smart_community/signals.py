@@ -1,8 +1,19 @@
-"""What verified grid signals mean for the home at a moment: prices, demand response, limits.
+"""What verified signals mean for the home at a moment: prices, demand response, limits, alerts.
 
-Pure domain logic with no Home Assistant import. Events are split in two kinds: price events carry
-a PRICE or EXPORT_PRICE payload; every other event (SIMPLE, IMPORT_CAPACITY_LIMIT, ...) asks for
-demand response. Timing follows the OpenADR 3.1 User Guide through ``protocol.timing``.
+Pure domain logic with no Home Assistant import. What an event is for follows from its payloads:
+
+- a **price event** carries a PRICE or EXPORT_PRICE payload;
+- a **demand-response event** is any other event of the grid's programs that asks for action
+  in some interval: SIMPLE above 0 ("normal operation" is 0), or an IMPORT_CAPACITY_LIMIT or
+  EXPORT_CAPACITY_LIMIT of an event that has an end. Events of the community's own program
+  (``X_COMMUNITY``: the grid connection it granted, an EV charging share, a fault notice) are
+  not demand response, nor are standing limits (``P9999Y``, a grid connection's grant) nor
+  alerts (``ALERT_*``);
+- limits are limits whoever sets them and for however long: the import, export and EV
+  charging limits in force come from every event that carries them;
+- an **alert** is an interval carrying an ``ALERT_*`` payload, its value the text to show.
+
+Timing follows the OpenADR 3.1 User Guide through ``protocol.timing``.
 """
 
 from __future__ import annotations
@@ -26,6 +37,14 @@ from .protocol import (
 )
 
 PRICE_PAYLOADS: Final = frozenset({EventPayloadType.PRICE, EventPayloadType.EXPORT_PRICE})
+CAPACITY_LIMITS: Final = frozenset(
+    {EventPayloadType.IMPORT_CAPACITY_LIMIT, EventPayloadType.EXPORT_CAPACITY_LIMIT}
+)
+# The program the community signs its own events in, under the grid's delegation.
+COMMUNITY_PROGRAM: Final = "X_COMMUNITY"
+# The home's share (kW) of its transformer's headroom for EV charging, set by the community.
+EV_CHARGING_LIMIT: Final = "X_EV_CHARGING_LIMIT"
+ALERT_PREFIX: Final = "ALERT_"
 # How far ahead the next change is looked for; the periodic resync moves the horizon along.
 HORIZON: Final = timedelta(days=7)
 # Prices are per kWh; the Energy dashboard reads "<currency>/kWh" as a price unit.
@@ -40,6 +59,8 @@ class ReceivedEvent:
 
     event: Event
     received_at: datetime
+    # Who signed it: the grid, or the community (community:<c>) under the grid's delegation.
+    issuer: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -98,6 +119,56 @@ class DemandResponseChange:
     event: DemandResponsePeriod
 
 
+class AlertKind(StrEnum):
+    """The alerts OpenADR 3.1 defines (payload ``ALERT_<KIND>``), the most urgent first."""
+
+    GRID_EMERGENCY = "grid_emergency"
+    BLACK_START = "black_start"
+    POSSIBLE_OUTAGE = "possible_outage"
+    FIRE = "fire"
+    TSUNAMI = "tsunami"
+    WIND = "wind"
+    FREEZING = "freezing"
+    FLEX_ALERT = "flex_alert"
+    AIR_QUALITY = "air_quality"
+    OTHER = "other"  # ALERT_OTHER, and any ALERT_* the specification does not name
+
+
+# Alerts of a risk to the supply itself, or to life: shown as errors rather than warnings.
+URGENT_ALERTS: Final = frozenset(
+    {
+        AlertKind.GRID_EMERGENCY,
+        AlertKind.BLACK_START,
+        AlertKind.POSSIBLE_OUTAGE,
+        AlertKind.FIRE,
+        AlertKind.TSUNAMI,
+    }
+)
+_URGENCY: Final = {kind: rank for rank, kind in enumerate(AlertKind)}
+
+
+def alert_kind(payload_type: str) -> AlertKind | None:
+    """The kind of alert a payload type carries; None for a payload that is no alert."""
+    if not payload_type.startswith(ALERT_PREFIX):
+        return None
+    try:
+        return AlertKind(payload_type.removeprefix(ALERT_PREFIX).lower())
+    except ValueError:
+        return AlertKind.OTHER
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Alert:
+    """A notice in force: its kind and text, the event that carries it, and who signed it."""
+
+    kind: AlertKind
+    message: str
+    event_id: str
+    issuer: str | None
+    start: datetime
+    end: datetime | None  # None: until withdrawn
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Outlook:
     """The signals' meaning at ``at``, and when it next changes."""
@@ -114,6 +185,9 @@ class Outlook:
     next_demand_response: DemandResponse | None = None
     import_limit: float | None = None  # kW
     export_limit: float | None = None  # kW
+    ev_charging_limit: float | None = None  # kW: the home's EV charging share
+    # The alerts in force, the most urgent (then the latest) first.
+    alerts: tuple[Alert, ...] = ()
     next_boundary: datetime | None = None
 
 
@@ -127,6 +201,34 @@ def payload_types(event: Event) -> frozenset[str]:
 def is_price_event(event: Event) -> bool:
     """Whether the event publishes prices rather than asking for demand response."""
     return not PRICE_PAYLOADS.isdisjoint(payload_types(event))
+
+
+def _may_ask(event: Event) -> bool:
+    """Whether the event may ask for demand response at all: the grid's, and no prices."""
+    return event.program_id != COMMUNITY_PROGRAM and not is_price_event(event)
+
+
+def _standing(event: Event, received_at: datetime) -> bool:
+    """Whether the event holds until further notice (P9999Y): a standing limit, no request."""
+    window = event_window(event, received_at=received_at)
+    return window is not None and window[1] is None
+
+
+def _positive(value: object) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float) and value > 0
+
+
+def is_demand_response(event: Event, *, received_at: datetime) -> bool:
+    """Whether the event asks for demand response in some interval (see the module's doc)."""
+    if not _may_ask(event):
+        return False
+    standing = _standing(event, received_at)
+    return any(
+        (payload.type == EventPayloadType.SIMPLE and any(_positive(v) for v in payload.values))
+        or (payload.type in CAPACITY_LIMITS and not standing)
+        for interval in event.intervals
+        for payload in interval.payloads
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,11 +288,11 @@ def _slots_after(
             yield slot
 
 
-def _asks_for_action(slot: Slot) -> bool:
-    # SIMPLE level 0 is the specification's "normal operation": no demand response asked.
-    return any(
-        not (kind == EventPayloadType.SIMPLE and value == 0) for kind, value in slot.values.items()
-    )
+def _asks_for_action(slot: Slot, *, standing: bool) -> bool:
+    """Whether a slot of a grid event asks for demand response (SIMPLE 0 is normal operation)."""
+    if _positive(slot.values.get(EventPayloadType.SIMPLE)):
+        return True
+    return not standing and not CAPACITY_LIMITS.isdisjoint(slot.values)
 
 
 def _number(slot: Slot, payload_type: str) -> float | None:
@@ -367,17 +469,24 @@ def outlook(
     since = now if since is None else min(since, now)
     window_end = now + horizon
     price_events: list[ReceivedEvent] = []
-    requests: list[_Ranked] = []
+    others: list[_Ranked] = []  # every slot of the events that are not prices
+    requests: list[_Ranked] = []  # the slots among them that ask for demand response
+    alerts: list[Alert] = []
     for received in events:
-        if is_price_event(received.event):
+        event = received.event
+        if is_price_event(event):
             price_events.append(received)
-        else:
-            rank = _rank(received.event)
-            requests.extend(
-                _Ranked(rank, slot, received.event)
-                for slot in _slots_after(received, now, window_end, None)
-                if _asks_for_action(slot)
-            )
+            continue
+        rank = _rank(event)
+        may_ask = _may_ask(event)
+        standing = _standing(event, received.received_at)
+        for slot in _slots_after(received, now, window_end, None):
+            ranked = _Ranked(rank, slot, event)
+            others.append(ranked)
+            if may_ask and _asks_for_action(slot, standing=standing):
+                requests.append(ranked)
+            if slot.contains(now):
+                alerts.extend(_alerts_of(slot, received))
     prices = _price_slots(price_events, programs, EventPayloadType.PRICE, since, window_end)
     exports = _price_slots(price_events, programs, EventPayloadType.EXPORT_PRICE, since, window_end)
     forecast = _timeline(prices, since)
@@ -387,7 +496,7 @@ def outlook(
     periods = _periods(requests)
     current = next((p for p in periods if p.contains(now)), None)
     upcoming = next((p for p in periods if p.start > now), None)
-    boundaries = _boundaries([s.slot for s in (*prices, *exports, *requests)], now)
+    boundaries = _boundaries([s.slot for s in (*prices, *exports, *others)], now)
     return Outlook(
         at=now,
         price=price_at(forecast, now),
@@ -398,10 +507,34 @@ def outlook(
         export_price_forecast=export_forecast,
         demand_response=_demand_response(current, now) if current else None,
         next_demand_response=_demand_response(upcoming, now) if upcoming else None,
-        import_limit=_limit(requests, programs, EventPayloadType.IMPORT_CAPACITY_LIMIT, now),
-        export_limit=_limit(requests, programs, EventPayloadType.EXPORT_CAPACITY_LIMIT, now),
+        import_limit=_limit(others, programs, EventPayloadType.IMPORT_CAPACITY_LIMIT, now),
+        export_limit=_limit(others, programs, EventPayloadType.EXPORT_CAPACITY_LIMIT, now),
+        ev_charging_limit=_limit(others, programs, EV_CHARGING_LIMIT, now),
+        alerts=tuple(
+            sorted(
+                alerts,
+                key=lambda a: (_URGENCY[a.kind], -a.start.timestamp(), a.event_id, a.kind),
+            )
+        ),
         next_boundary=boundaries[0] if boundaries else None,
     )
+
+
+def _alerts_of(slot: Slot, received: ReceivedEvent) -> Iterator[Alert]:
+    """The alerts a slot carries; the text is the payload's, else the event's name."""
+    event = received.event
+    for payload_type, value in slot.values.items():
+        if (kind := alert_kind(payload_type)) is None:
+            continue
+        text = value.strip() if isinstance(value, str) else ""
+        yield Alert(
+            kind=kind,
+            message=text or event.event_name or event.id,
+            event_id=event.id,
+            issuer=received.issuer,
+            start=slot.start,
+            end=slot.end,
+        )
 
 
 def _level(values: Iterable[object]) -> int | None:
@@ -441,11 +574,12 @@ def demand_response_periods(
     periods: list[DemandResponsePeriod] = []
     for received in events:
         event = received.event
-        if is_price_event(event):
+        if not _may_ask(event):
             continue
+        standing = _standing(event, received.received_at)
         stretch: list[Slot] = []
         for slot in _slots_after(received, since, until, None):
-            if not _asks_for_action(slot):
+            if not _asks_for_action(slot, standing=standing):
                 continue
             if stretch and stretch[-1].end is not None and slot.start > stretch[-1].end:
                 periods.append(_stretch(event, stretch))

@@ -33,9 +33,9 @@ from custom_components.smart_community.const import (
     RECONNECT_MAXIMUM,
     SUBENTRY_INVERTER,
 )
-from custom_components.smart_community.protocol import Placement, jwks
+from custom_components.smart_community.protocol import Grant, Placement, jwks
 
-from .fake_bridge import FakeBridge, FakeGrid
+from .fake_bridge import FakeBridge, FakeCommunity, FakeGrid
 from .sunspec_inverter import SunSpecInverter
 
 PLACEMENT = Placement(community="c1", feeder="f1", transformer="t1", home="h1")
@@ -59,6 +59,8 @@ LAST_CONTACT = "sensor.community_c1_last_contact"
 CONNECTION = "binary_sensor.community_c1_bridge_connection"
 CALENDAR = "calendar.home_h1_demand_response_events"
 DR_EVENT = "event.home_h1_demand_response_event"
+ALERT = "sensor.home_h1_alert"
+EV_SHARE = "sensor.home_h1_ev_charging_share"
 
 
 @pytest.fixture(autouse=True)
@@ -77,6 +79,19 @@ def frozen_now(freezer: FrozenDateTimeFactory) -> FrozenDateTimeFactory:
 def grid() -> FakeGrid:
     """The grid that signs programs and events."""
     return FakeGrid(PLACEMENT.community)
+
+
+@pytest.fixture
+def community(grid: FakeGrid, frozen_now: FrozenDateTimeFactory) -> FakeCommunity:
+    """The community's key, delegated grid connections, EV charging shares and fault notices."""
+    return FakeCommunity(
+        grid,
+        [
+            Grant("EXPORT_CAPACITY_LIMIT", 0, 10),
+            Grant("X_EV_CHARGING_LIMIT", 1.4, 22),
+            Grant("ALERT_OTHER", text=True),
+        ],
+    )
 
 
 @pytest.fixture

@@ -19,12 +19,14 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from homeassistant.util import dt as dt_util
 
 from custom_components.smart_community.protocol import (
+    Grant,
     Operation,
     Placement,
     PublicKey,
     Signer,
     community_target,
     format_datetime,
+    issue_delegation,
     jwks,
 )
 
@@ -64,6 +66,81 @@ class FakeGrid:
             operation=operation,
             issued_at=int(issued_at.timestamp()) if issued_at else now,
         )
+
+
+class FakeCommunity:
+    """The community's own key, signing under the grid's delegation as the bridge does."""
+
+    def __init__(
+        self,
+        grid: FakeGrid,
+        grants: list[Grant],
+        *,
+        lifetime: timedelta = timedelta(days=1),
+    ) -> None:
+        """A community key the grid delegates ``grants`` to, from now for ``lifetime``."""
+        self.community = grid.community
+        self.signer = Signer.generate(f"community:{grid.community}")
+        self.issued_at = int(dt_util.utcnow().timestamp())
+        self.expires = self.issued_at + int(lifetime.total_seconds())
+        self.signer.delegation = issue_delegation(
+            grid.signer,
+            delegate=self.signer.issuer,
+            community=grid.community,
+            key=self.signer.public_key,
+            grants=grants,
+            lifetime=lifetime.total_seconds(),
+            issued_at=self.issued_at,
+        )
+
+    def sign(
+        self,
+        obj: dict[str, Any],
+        *,
+        audience: list[str],
+        operation: Operation = Operation.UPDATE,
+        expires: int | None = None,
+    ) -> Signed:
+        """Sign an event for ``audience``, valid until the delegation ends (or ``expires``)."""
+        now = int(dt_util.utcnow().timestamp())
+        return self.signer.sign(
+            obj,
+            audience=audience,
+            not_before=now - 60,
+            expires=self.expires if expires is None else expires,
+            operation=operation,
+            issued_at=now,
+        )
+
+
+def community_event(
+    event_id: str,
+    payload_type: str,
+    value: float | str,
+    *,
+    start: datetime,
+    duration: str,
+    units: str | None = "KW",
+    name: str | None = None,
+    program_id: str = "X_COMMUNITY",
+) -> dict[str, Any]:
+    """An event of one interval with one payload, as the community signs its own."""
+    descriptor: dict[str, Any] = {
+        "objectType": "EVENT_PAYLOAD_DESCRIPTOR",
+        "payloadType": payload_type,
+    }
+    if units is not None:
+        descriptor["units"] = units
+    event: dict[str, Any] = {
+        **_metadata(event_id, "EVENT"),
+        "programID": program_id,
+        "payloadDescriptors": [descriptor],
+        "intervalPeriod": {"start": format_datetime(start), "duration": duration},
+        "intervals": [{"id": 0, "payloads": [{"type": payload_type, "values": [value]}]}],
+    }
+    if name is not None:
+        event["eventName"] = name
+    return event
 
 
 def price_event(

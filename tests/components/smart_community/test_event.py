@@ -15,7 +15,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 from custom_components.smart_community.protocol import Operation
 
 from .conftest import DR_EVENT, NOW, async_setup_integration, async_wait_connected
-from .fake_bridge import FakeBridge, FakeGrid, dr_event, price_event
+from .fake_bridge import FakeBridge, FakeCommunity, FakeGrid, community_event, dr_event, price_event
 
 HOUR = timedelta(hours=1)
 IGNORED = {ATTR_EVENT_TYPES, ATTR_FRIENDLY_NAME}
@@ -96,3 +96,34 @@ async def test_found_on_resync_and_not_again_after_restart(
     assert len(fired) == 1
     # The last event survives the restart as the entity's state.
     assert hass.states.get(DR_EVENT).attributes["event_id"] == "missed"
+
+
+@pytest.mark.usefixtures("init_integration")
+async def test_only_demand_response_is_announced(
+    hass: HomeAssistant,
+    bridge: FakeBridge,
+    grid: FakeGrid,
+    community: FakeCommunity,
+    fired: list[tuple[str, dict[str, Any]]],
+) -> None:
+    """Grants, shares and alerts are no demand-response events; turning into one is announced
+    as new, and out of one as cancelled (with what was cancelled)."""
+    grant = community_event("grant-r1", "EXPORT_CAPACITY_LIMIT", 5, start=NOW, duration="P9999Y")
+    share = community_event("ev-limit-h1", "X_EV_CHARGING_LIMIT", 7, start=NOW, duration="PT15M")
+    for body in (grant, share):
+        signed = community.sign(body, audience=["home:c1/h1"], operation=Operation.CREATE)
+        await bridge.wait_for_ack(await bridge.publish(signed, Operation.CREATE))
+    notice = community_event(
+        "works", "ALERT_OTHER", "Works on the feeder", start=NOW, duration="PT1H", units=None
+    )
+    await bridge.wait_for_ack(await bridge.publish(grid.sign({**notice, "programID": "notices"})))
+    normal = dr_event("peak", start=NOW + HOUR, level=0)
+    await bridge.wait_for_ack(await bridge.publish(grid.sign(normal)))
+    assert fired == []
+
+    await bridge.wait_for_ack(await bridge.publish(grid.sign(dr_event("peak", start=NOW + HOUR))))
+    await bridge.wait_for_ack(await bridge.publish(grid.sign(normal)))
+    assert [(kind, data["event_id"], data["level"]) for kind, data in fired] == [
+        ("new", "peak", 2),
+        ("cancelled", "peak", 2),
+    ]

@@ -100,4 +100,4 @@ async def test_what_stays_available_without_the_bridge(
         "sensor.home_h1_load_shed",
         "sensor.home_h1_reduction_in_last_event",
     }
-    assert len(entity_ids - available) == 14
+    assert len(entity_ids - available) == 16

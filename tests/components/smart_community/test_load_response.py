@@ -22,7 +22,9 @@ from custom_components.smart_community.load_response import (
     NoticeKind,
     Observation,
     ResponseConfig,
+    Session,
     Setting,
+    charging_setting,
     default_offset,
     export_setting,
     kind_of,
@@ -46,6 +48,7 @@ def event(
     priority: int | None = None,
     units: dict[str, str] | None = None,
     modified: datetime = T0 - timedelta(hours=1),
+    program_id: str = "peak-saver",
 ) -> Event:
     """A demand-response event: one interval per payload list, back to back."""
     period: dict[str, Any] = {"start": format_datetime(start), "duration": duration}
@@ -56,7 +59,7 @@ def event(
         "objectType": "EVENT",
         "createdDateTime": format_datetime(modified),
         "modificationDateTime": format_datetime(modified),
-        "programID": "peak-saver",
+        "programID": program_id,
         "eventName": f"Event {event_id}",
         "intervalPeriod": period,
         "intervals": [
@@ -766,3 +769,155 @@ def test_the_same_limit_in_the_next_interval_writes_nothing() -> None:
 def test_default_comfort_bounds() -> None:
     """A water heater gives more than a room may."""
     assert default_offset(LoadKind.WATER_HEATER) > default_offset(LoadKind.CLIMATE)
+
+
+def charger(entity_id: str = "number.ev", *, phases: int = 1, minimum: float = 6) -> Load:
+    """An enrolled EV charger current, on 230 V."""
+    return Load(
+        entity_id=entity_id,
+        kind=LoadKind.LEVEL,
+        nominal_power=7.4,
+        minimum_value=minimum,
+        phases=phases,
+    )
+
+
+def amperes(value: float, **kwargs: Any) -> Observation:
+    """A charger current number, 0-32 A in steps of 1 A."""
+    defaults: dict[str, Any] = {"unit": "A", "minimum": 0, "maximum": 32, "step": 1}
+    return Observation(setting=Setting(value=value), **(defaults | kwargs))
+
+
+def share(
+    kilowatts: float, *, start: datetime = T0, duration: str = "PT15M", modified: datetime = T0
+) -> Event:
+    """The community's EV charging share for the home."""
+    return event(
+        "ev-limit-h1",
+        start=start,
+        duration=duration,
+        payloads=[[("X_EV_CHARGING_LIMIT", kilowatts)]],
+        units={"X_EV_CHARGING_LIMIT": "KW"},
+        modified=modified,
+        program_id="X_COMMUNITY",
+    )
+
+
+@pytest.mark.parametrize(
+    ("load", "observation", "kilowatts", "expected"),
+    [
+        (charger(), amperes(32), 4.6, 20),  # 4.6 kW / 230 V
+        (charger(phases=3), amperes(32), 11, 15),  # 15.9 A, rounded down to the step
+        (charger(phases=3), amperes(32, step=None), 11, pytest.approx(15.94, abs=0.01)),
+        (charger(), amperes(32), 1, 6),  # never below the charger's minimum
+        (charger(), amperes(32, minimum=8), 1, 8),  # nor the number's own
+        (charger(), amperes(10), 4.6, 10),  # nor above what the resident set
+        (charger(), amperes(32, maximum=16), 4.6, 16),
+        (charger(), amperes(32, minimum=None, maximum=None), 9.2, 32),  # a number without bounds
+        (charger(minimum=1), amperes(11, unit="kW", step=None, maximum=22), 3.7, 3.7),
+        (charger(minimum=1000), amperes(11000, unit="W", step=None, maximum=22000), 3.7, 3700),
+    ],
+)
+def test_charging_setting(
+    load: Load, observation: Observation, kilowatts: float, expected: float
+) -> None:
+    """A share in kW as the charger's current (phases x voltage) or power, within its bounds."""
+    found = charging_setting(load, observation, kilowatts, observation.setting)
+    assert found is not None
+    assert found.value == expected
+
+
+def test_charging_setting_needs_a_current_or_a_power() -> None:
+    """A number in another unit, or without a value, is not a charger the share can set."""
+    assert charging_setting(charger(), amperes(50, unit="%"), 3, Setting(value=50)) is None
+    assert charging_setting(charger(), amperes(32), 3, Setting()) is None
+
+
+def test_ev_charging_share_holds_the_charger_and_gives_it_back() -> None:
+    """Limited at once, followed as the community renews it, restored when it lapses."""
+    home = Home(config(charger()), {"number.ev": amperes(32)}, share(4.6))
+    assert [(a.kind, a.after.value) for a in home.settle(T0)] == [(ActionKind.LIMIT, 20)]
+    assert [n.session.event_id for n in home.kinds(NoticeKind.STARTED)] == ["ev-limit-h1"]
+    session = home.engine.sessions["ev-limit-h1"]
+    assert not session.demand_response
+    assert home.engine.current(T0) is None  # no demand response to opt out of
+    assert home.engine.shed_power() == 0
+
+    renewed = T0 + timedelta(minutes=7)
+    home.events = {"ev-limit-h1": share(2.3, start=renewed, modified=renewed)}
+    assert [(a.kind, a.after.value) for a in home.settle(renewed)] == [(ActionKind.LIMIT, 10)]
+    again = renewed + timedelta(minutes=7)
+    home.events = {"ev-limit-h1": share(2.3, start=again, modified=again)}
+    assert home.settle(again) == []  # the same share: nothing to write
+
+    lapsed = again + timedelta(minutes=15)
+    assert [(a.kind, a.after.value) for a in home.settle(lapsed)] == [(ActionKind.RESTORE, 32)]
+    assert [n.session.event_id for n in home.kinds(NoticeKind.ENDED)] == ["ev-limit-h1"]
+
+
+def test_a_withdrawn_share_restores_at_once_and_chargers_split_it() -> None:
+    """Two chargers split the home's share evenly; withdrawn, they get their current back."""
+    home = Home(
+        config(charger("number.ev_1"), charger("number.ev_2")),
+        {"number.ev_1": amperes(32), "number.ev_2": amperes(16)},
+        share(9.2),
+    )
+    # 4.6 kW each is 20 A: above what ev_2 is set to, so only ev_1 is written.
+    assert [(a.entity_id, a.after.value) for a in home.settle(T0)] == [("number.ev_1", 20)]
+    home.events = {}
+    withdrawn = T0 + timedelta(minutes=5)
+    assert [(a.kind, a.entity_id, a.after.value) for a in home.settle(withdrawn)] == [
+        (ActionKind.RESTORE, "number.ev_1", 32)
+    ]
+    assert [n.session.cancelled for n in home.kinds(NoticeKind.ENDED)] == [True]
+
+
+def test_demand_response_sheds_a_charger_held_to_its_share() -> None:
+    """Shedding is the stricter: down to the minimum, then back to the share, then free."""
+    peak_start = T0 + timedelta(minutes=30)
+    peak = event("peak", start=peak_start, duration="PT30M")
+    home = Home(config(charger()), {"number.ev": amperes(32)}, share(4.6, duration="PT2H"), peak)
+
+    def writes(now: datetime) -> list[tuple[ActionKind, float | None, float | None]]:
+        return [(a.kind, a.before.value, a.after.value) for a in home.settle(now)]
+
+    assert writes(T0) == [(ActionKind.LIMIT, 32, 20)]
+    assert writes(peak_start) == [(ActionKind.SHED, 20, 6)]
+    assert home.engine.shed_power() == pytest.approx(7.4 * 14 / 20)
+    assert home.engine.current(peak_start) is not None
+    assert writes(T0 + timedelta(hours=1)) == [(ActionKind.LIMIT, 6, 20)]
+    assert home.engine.shed_power() == 0
+    assert writes(T0 + timedelta(hours=2)) == [(ActionKind.RESTORE, 20, 32)]
+
+
+def test_a_share_for_a_home_without_chargers_is_not_its_business() -> None:
+    """Only a home with enrolled chargers takes part in the community's EV charging."""
+    home = Home(config(switch("switch.a", 1)), running("switch.a"), share(4.6))
+    assert home.settle(T0) == []
+    assert home.engine.sessions == {}
+
+
+def test_sessions_stored_before_the_distinction_are_demand_response() -> None:
+    """What a home stored before it told limits from requests reads back as requests."""
+    home = Home(config(charger()), {"number.ev": amperes(32)}, share(4.6))
+    home.settle(T0)
+    stored = home.engine.sessions["ev-limit-h1"].to_json()
+    assert Session.from_json(stored).demand_response is False
+    assert Session.from_json(
+        {k: v for k, v in stored.items() if k != "demand_response"}
+    ).demand_response
+
+
+def test_a_resident_who_changes_a_held_charger_overrides_the_share() -> None:
+    """The charger is left as the resident set it for the rest of the share, and reported."""
+    home = Home(config(charger()), {"number.ev": amperes(32)}, share(4.6))
+    home.settle(T0)
+    changed = amperes(25)
+    home.observations["number.ev"] = changed
+    notices = home.engine.observe("number.ev", changed)
+    assert [n.kind for n in notices] == [NoticeKind.OVERRIDE, NoticeKind.STATE]
+    assert notices[1].session.state is OperatingState.RUNNING_OPTED_OUT
+    renewed = T0 + timedelta(minutes=7)
+    home.events = {"ev-limit-h1": share(2.3, start=renewed, modified=renewed)}
+    assert home.settle(renewed) == []
+    assert home.settle(renewed + timedelta(minutes=15)) == []  # not restored either

@@ -91,7 +91,11 @@ async def test_enrol_devices(hass: HomeAssistant, entry: MockConfigEntry) -> Non
     assert suggested(result, "temperature_offset") == 2.0
     result = await submit(hass, result, {"nominal_power": 1.5, "temperature_offset": 2.0})
     assert suggested(result, "minimum_value") == 6.0
-    result = await submit(hass, result, {"nominal_power": 7.0, "minimum_value": 8.0})
+    # A charger's phases and voltage turn the community's EV charging share into a current.
+    assert (suggested(result, "phases"), suggested(result, "voltage")) == (1, 230.0)
+    result = await submit(
+        hass, result, {"nominal_power": 7.0, "minimum_value": 8.0, "phases": 3, "voltage": 220}
+    )
     assert result["step_id"] == "inverter"
     assert result["description_placeholders"] == {"device": "inverter limit"}
     result = await submit(hass, result, {"rated_power": 6.0})
@@ -106,22 +110,37 @@ async def test_enrol_devices(hass: HomeAssistant, entry: MockConfigEntry) -> Non
         },
         {"entity_id": HEATER, "nominal_power": 2.0},
         {"entity_id": THERMOSTAT, "nominal_power": 1.5, "temperature_offset": 2.0},
-        {"entity_id": CHARGER, "nominal_power": 7.0, "minimum_value": 8.0},
+        {
+            "entity_id": CHARGER,
+            "nominal_power": 7.0,
+            "minimum_value": 8.0,
+            "phases": 3.0,
+            "voltage": 220.0,
+        },
     ]
     assert entry.options[CONF_INVERTERS] == [{"entity_id": INVERTER, "rated_power": 6.0}]
 
     # Asked again, the options show what was chosen.
     result = await open_menu(hass, entry, "devices")
     assert suggested(result, CONF_LOADS) == [WATER_HEATER, HEATER, THERMOSTAT, CHARGER]
-    result = await submit(hass, result, {CONF_LOADS: [WATER_HEATER], CONF_INVERTERS: [INVERTER]})
+    result = await submit(
+        hass, result, {CONF_LOADS: [CHARGER, WATER_HEATER], CONF_INVERTERS: [INVERTER]}
+    )
+    assert (suggested(result, "phases"), suggested(result, "voltage")) == (3.0, 220.0)
+    result = await submit(
+        hass, result, {"nominal_power": 7.0, "minimum_value": 8.0, "phases": 3, "voltage": 220}
+    )
     assert suggested(result, "nominal_power") == 3.0
     assert suggested(result, "power_sensor") == PV_POWER
     result = await submit(hass, result, {"nominal_power": 3.0, "temperature_offset": 8.0})
     assert suggested(result, "rated_power") == 6.0
     result = await submit(hass, result, {"rated_power": 6.0})
-    assert entry.options[CONF_LOADS] == [
-        {"entity_id": WATER_HEATER, "nominal_power": 3.0, "temperature_offset": 8.0}
-    ]
+    assert [load["entity_id"] for load in entry.options[CONF_LOADS]] == [CHARGER, WATER_HEATER]
+    assert entry.options[CONF_LOADS][1] == {
+        "entity_id": WATER_HEATER,
+        "nominal_power": 3.0,
+        "temperature_offset": 8.0,
+    }
 
 
 async def test_no_devices(hass: HomeAssistant, entry: MockConfigEntry) -> None:

@@ -18,9 +18,11 @@ from homeassistant.const import (
     CONF_URL,
     STATE_OFF,
     STATE_ON,
+    STATE_UNKNOWN,
 )
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import ServiceValidationError
+from homeassistant.util import dt as dt_util
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 from pytest_homeassistant_custom_component.components.diagnostics import (
@@ -39,11 +41,12 @@ from custom_components.smart_community.const import (
     DOMAIN,
 )
 from custom_components.smart_community.load_response import Setting
-from custom_components.smart_community.protocol import format_datetime, jwks
+from custom_components.smart_community.protocol import Operation, format_datetime, jwks
 from custom_components.smart_community.responder import service_call
 
 from .conftest import (
     CREDENTIAL,
+    EV_SHARE,
     NOW,
     PLACEMENT,
     async_move_to,
@@ -51,7 +54,7 @@ from .conftest import (
     async_setup_integration,
     async_spin_until,
 )
-from .fake_bridge import FakeBridge, FakeGrid, dr_event
+from .fake_bridge import FakeBridge, FakeCommunity, FakeGrid, community_event, dr_event
 from .home_devices import (
     CHARGER,
     GRID_POWER,
@@ -560,3 +563,55 @@ async def test_diagnostics_show_the_load_response(
     assert response["audit_entries"] == 2
     # The opt-out waits for the bridge to store it.
     assert diagnostics["uplink"] == {"queued": {"response": 1}, "last_reduction": None}
+
+
+async def test_ev_charging_share_holds_the_charger(
+    hass: HomeAssistant,
+    home: MockConfigEntry,
+    bridge: FakeBridge,
+    *,
+    community: FakeCommunity,
+    frozen_now: FrozenDateTimeFactory,
+) -> None:
+    """The community's share, in amperes on 230 V, as it is renewed; back once withdrawn."""
+
+    async def send(kilowatts: float, operation: Operation) -> None:
+        body = community_event(
+            "ev-limit-h1",
+            "X_EV_CHARGING_LIMIT",
+            kilowatts,
+            start=dt_util.utcnow(),
+            duration="PT15M",
+        )
+        signed = community.sign(body, audience=["home:c1/h1"], operation=operation)
+        await bridge.wait_for_ack(await bridge.publish(signed, operation))
+        await hass.async_block_till_done()
+
+    await send(2.3, Operation.CREATE)
+    assert value(hass, CHARGER) == 10
+    assert state(hass, EV_SHARE) == "2.3"
+    assert (state(hass, HEATER), temperature(hass)) == (STATE_ON, 24)  # no demand response
+    participation = hass.states.get(PARTICIPATION)
+    assert participation is not None
+    assert participation.attributes["event_id"] is None
+    with pytest.raises(ServiceValidationError) as refused:
+        await hass.services.async_call(
+            DOMAIN, "opt_out", {"event_id": "ev-limit-h1"}, blocking=True
+        )
+    assert refused.value.translation_key == "not_demand_response"
+
+    await async_move_to(hass, home, frozen_now, NOW + timedelta(minutes=7))
+    await send(3.45, Operation.UPDATE)  # renewed, with more headroom: 15 A
+    assert value(hass, CHARGER) == 15
+    await async_move_to(hass, home, frozen_now, NOW + timedelta(minutes=10))
+    await send(3.45, Operation.DELETE)  # the transformer has room again
+    assert value(hass, CHARGER) == 16
+    assert state(hass, EV_SHARE) == STATE_UNKNOWN
+
+    log = await audit(hass)
+    assert [(e["event"], e["action"], e["entity"], e["before"], e["after"]) for e in log] == [
+        ("ev-limit-h1", "limit", CHARGER, "16", "10"),
+        ("ev-limit-h1", "limit", CHARGER, "10", "15"),
+        ("ev-limit-h1", "restore", CHARGER, "15", "16"),
+    ]
+    assert operating_states(bridge, "ev-limit-h1") == ["RUNNING_CURTAILED"]

@@ -9,13 +9,16 @@ import pytest
 
 from custom_components.smart_community.protocol import Event, Program, format_datetime
 from custom_components.smart_community.signals import (
+    AlertKind,
     DemandResponse,
     DemandResponsePeriod,
     Outlook,
     Price,
     ReceivedEvent,
+    alert_kind,
     demand_response_periods,
     describe_event,
+    is_demand_response,
     is_price_event,
     outlook,
     price_unit,
@@ -77,11 +80,44 @@ def _price_now(*events: ReceivedEvent) -> float | None:
 
 
 def test_classification() -> None:
-    """Price and export-price events are prices; everything else asks for demand response."""
+    """Price and export-price events are prices; the rest may ask for demand response."""
     assert is_price_event(_prices("a", 0.5).event)
     assert is_price_event(_event("b", [[("EXPORT_PRICE", [0.1])]]).event)
     assert not is_price_event(_simple("c", 1).event)
     assert not is_price_event(_event("d", [[("IMPORT_CAPACITY_LIMIT", [3.5])]]).event)
+
+
+@pytest.mark.parametrize(
+    ("received", "expected"),
+    [
+        (_simple("peak", 0, 2), True),  # SIMPLE above 0 in some interval
+        (_simple("normal", 0, 0), False),  # SIMPLE 0 is normal operation
+        (_simple("standing", 1, duration="P9999Y"), True),  # a request, however long
+        (_event("cap", [[("IMPORT_CAPACITY_LIMIT", [3.5])]]), True),  # a bounded limit
+        (_event("cap", [[("EXPORT_CAPACITY_LIMIT", [0])]]), True),
+        (_event("grant", [[("EXPORT_CAPACITY_LIMIT", [5])]], duration="P9999Y"), False),
+        (_event("alert", [[("ALERT_GRID_EMERGENCY", ["Load shedding tonight"])]]), False),
+        (_event("share", [[("X_EV_CHARGING_LIMIT", [7.4])]]), False),
+        (_event("ghg", [[("GHG", [420])]]), False),
+        (_prices("tou", 0.5), False),
+        (_event("flag", [[("SIMPLE", [True])]]), False),  # no level, however truthy
+    ],
+)
+def test_what_asks_for_demand_response(received: ReceivedEvent, expected: bool) -> None:
+    """SIMPLE above 0, or a capacity limit of an event with an end; nothing else."""
+    assert is_demand_response(received.event, received_at=NOW) is expected
+
+
+def test_the_communitys_own_events_are_not_demand_response() -> None:
+    """Whatever the community signs in its program, no request for demand response."""
+    body = _event("ev-limit-h1", [[("SIMPLE", [2]), ("IMPORT_CAPACITY_LIMIT", [3])]])
+    event = Event.parse({**body.event.to_json_dict(), "programID": "X_COMMUNITY"})
+    received = ReceivedEvent(event=event, received_at=NOW)
+    assert not is_demand_response(event, received_at=NOW)
+    result = outlook([received], {}, NOW)
+    assert result.demand_response is None
+    assert result.import_limit == 3  # a limit, whoever sets it
+    assert demand_response_periods([received], NOW - HOUR, NOW + HOUR) == []
 
 
 def test_nothing_to_say() -> None:
@@ -193,14 +229,26 @@ def test_demand_response_stretches_merge(gap: timedelta) -> None:
 
 
 def test_demand_response_until_further_notice() -> None:
-    """An interval lasting "forever" has no end, and swallows what follows."""
-    forever = _event("limit", [[("IMPORT_CAPACITY_LIMIT", [3.5])]], duration="P9999Y")
+    """A request lasting "forever" has no end, and swallows what follows."""
+    forever = _simple("alert", 1, duration="P9999Y")
     later = _simple("later", 1, start=NOW + HOUR)
     result = outlook([forever, later], {}, NOW + HOUR * 2)
     assert result.demand_response == DemandResponse(
-        event_id="limit", event_name=None, start=NOW, end=None
+        event_id="alert", event_name=None, start=NOW, end=None
     )
     assert result.next_boundary is None
+
+
+def test_standing_limits_are_limits_not_demand_response() -> None:
+    """A limit until further notice (a grid connection's grant) sets the limit sensors only."""
+    grant = _event("grant", [[("EXPORT_CAPACITY_LIMIT", [5])]], duration="P9999Y")
+    later = _simple("later", 1, start=NOW + HOUR)
+    result = outlook([grant, later], {}, NOW)
+    assert result.export_limit == 5
+    assert result.demand_response is None
+    assert result.next_demand_response is not None
+    assert result.next_demand_response.event_id == "later"
+    assert demand_response_periods([grant], NOW - HOUR, NOW + 24 * HOUR) == []
 
 
 def test_next_demand_response_opened_by_highest_precedence() -> None:
@@ -396,3 +444,50 @@ def test_winning_price_across_losing_boundaries() -> None:
         (NOW, None, "flat")
     ]
     assert (result.next_price_change, result.next_price) == (None, None)
+
+
+def test_alert_kinds() -> None:
+    """The specification's alerts by name; any other ALERT_* is "other"; the rest no alert."""
+    assert alert_kind("ALERT_FIRE") is AlertKind.FIRE
+    assert alert_kind("ALERT_GRID_EMERGENCY") is AlertKind.GRID_EMERGENCY
+    assert alert_kind("ALERT_SOLAR_STORM") is AlertKind.OTHER
+    assert alert_kind("SIMPLE") is None
+
+
+def test_alerts_in_force() -> None:
+    """Alerts now, the most urgent first, then the latest; the text is the payload's."""
+    works = _event(
+        "works", [[("ALERT_OTHER", ["Works on the feeder"])]], start=NOW - HOUR, duration="PT3H"
+    )
+    wind = _event("wind", [[("ALERT_WIND", ["Gale tonight"])]], start=NOW, duration="PT2H")
+    storm = _event(
+        "storm", [[("ALERT_WIND", [" "])]], start=NOW - HOUR, duration="PT3H", name="Storm warning"
+    )
+    later = _event("fire", [[("ALERT_FIRE", ["Fire risk"])]], start=NOW + HOUR)
+    result = outlook([works, wind, storm, later], {}, NOW)
+    assert [(a.event_id, a.kind, a.message) for a in result.alerts] == [
+        ("wind", AlertKind.WIND, "Gale tonight"),
+        ("storm", AlertKind.WIND, "Storm warning"),  # no text: the event's name
+        ("works", AlertKind.OTHER, "Works on the feeder"),
+    ]
+    assert result.alerts[0].start == NOW
+    assert result.alerts[0].end == NOW + 2 * HOUR
+    assert result.demand_response is None
+    assert result.next_boundary == NOW + HOUR  # the fire alert begins
+    assert [a.kind for a in outlook([later], {}, NOW + HOUR).alerts] == [AlertKind.FIRE]
+
+
+def test_ev_charging_share() -> None:
+    """The community's share for the home's EV charging, in kW, while its event holds."""
+    share = _event("ev-limit-h1", [[("X_EV_CHARGING_LIMIT", [7400])]], duration="PT15M")
+    described = Event.parse(
+        {
+            **share.event.to_json_dict(),
+            "programID": "X_COMMUNITY",
+            "payloadDescriptors": [{"payloadType": "X_EV_CHARGING_LIMIT", "units": "W"}],
+        }
+    )
+    received = ReceivedEvent(event=described, received_at=NOW)
+    assert outlook([received], {}, NOW).ev_charging_limit == pytest.approx(7.4)
+    assert outlook([received], {}, NOW + timedelta(minutes=15)).ev_charging_limit is None
+    assert outlook([received], {}, NOW).demand_response is None
