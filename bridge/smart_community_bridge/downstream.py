@@ -145,7 +145,11 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     socket = web.WebSocketResponse(
         heartbeat=config.heartbeat, compress=False, max_msg_size=MAX_FRAME
     )
-    await socket.prepare(request)
+    try:
+        await socket.prepare(request)
+    except ConnectionError:
+        # The home hung up before the answer to its upgrade (it restarted, it reloaded).
+        return socket
     relay = request.app[RELAY]
     connection = HomeConnection(home, socket, request.transport, config.home_send_buffer)
     relay.register(connection)  # live signals are held while the replay is read

@@ -8,17 +8,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+from pathlib import Path
 import sqlite3
 from typing import Any
 
-from aiohttp import WSMsgType
+from aiohttp import ClientSession, WSMsgType, web
 from aiohttp.test_utils import TestClient
 from hypothesis import HealthCheck, given, settings, strategies as st
+import pytest
 
-from smart_community_bridge.state import CONFIG, INTAKE, UPSTREAM
+from smart_community_bridge import homes
+from smart_community_bridge.app import create_app
+from smart_community_bridge.state import CONFIG, INTAKE, LEDGER, UPSTREAM
 from smart_community_protocol.push import encode_report
+from tests.loopback import free_port
 
-from .conftest import auth, event, signed
+from .conftest import HOME_A, auth, bridge_config, event, signed
 
 json_values = st.recursive(
     st.none()
@@ -186,3 +192,57 @@ async def test_a_flood_of_connections_leaves_others_served(
     assert outcomes.count(401) == 150
     assert outcomes.count(101) == 150
     await assert_still_serving(bridge, credentials, signer)
+
+
+async def test_a_home_hanging_up_during_the_handshake_is_no_error(
+    tmp_path: Path,
+    signer: Any,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A home that hangs up after asking for the push channel and before the bridge answers
+    (it restarts, its integration reloads) is let go quietly: nothing logged as an error.
+
+    Served as the bridge serves (aiohttp's test server cancels a handler whose client has
+    gone, which production does not)."""
+    app = create_app(bridge_config(tmp_path))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        app[INTAKE].verifier.pin([signer.public_key])
+        credential = await homes.add_home(app[LEDGER], HOME_A)
+        reached, go = asyncio.Event(), asyncio.Event()
+        prepare = web.WebSocketResponse.prepare
+
+        async def held_prepare(self: web.WebSocketResponse, request: web.BaseRequest) -> Any:
+            reached.set()
+            await go.wait()
+            return await prepare(self, request)
+
+        monkeypatch.setattr(web.WebSocketResponse, "prepare", held_prepare)
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            (
+                "GET /ws?since=0 HTTP/1.1\r\n"
+                f"Host: 127.0.0.1:{port}\r\n"
+                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                f"Authorization: Bearer {credential}\r\n\r\n"
+            ).encode()
+        )
+        await asyncio.wait_for(reached.wait(), 5)
+        writer.transport.abort()
+        await asyncio.sleep(0.1)  # the bridge sees the connection go
+        go.set()
+        await asyncio.sleep(0.1)  # and answers into it
+        monkeypatch.undo()
+        assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        async with (
+            ClientSession() as session,
+            session.ws_connect(f"http://127.0.0.1:{port}/ws", headers=auth(credential)) as ws,
+        ):
+            assert (await ws.receive_json())["type"] == "welcome"
+    finally:
+        await runner.cleanup()
