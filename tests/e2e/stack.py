@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from homeassistant.config_entries import SOURCE_USER, ConfigEntryState
+from homeassistant.config_entries import SOURCE_USER, ConfigEntry, ConfigEntryState
 from homeassistant.const import CONF_CODE, CONF_URL
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
@@ -58,8 +58,11 @@ class Stack:
             assert response.status == 200, await response.text()
             return str((await response.json())["access_token"])
 
-    async def publish(self, start: datetime, duration: str, value: int = 2) -> dict[str, Any]:
-        """POST an event to the grid as the utility's business logic does."""
+    async def publish(
+        self, start: datetime, duration: str, value: int = 2, **fields: Any
+    ) -> dict[str, Any]:
+        """POST a SIMPLE event to the grid as the utility's business logic does; ``fields``
+        add to the event's or replace them (``intervals``, ``reportDescriptors``, ...)."""
         headers = {"Authorization": f"Bearer {await self.bl_token()}"}
         async with self.session.get(f"{self.grid_url}/programs", headers=headers) as response:
             program = next(p for p in await response.json() if p["programName"] == "dr")
@@ -69,12 +72,23 @@ class Stack:
             "targets": ["community:c1"],
             "intervalPeriod": {"start": format_datetime(start), "duration": duration},
             "intervals": [{"id": 0, "payloads": [{"type": "SIMPLE", "values": [value]}]}],
+            **fields,
         }
         async with self.session.post(
             f"{self.grid_url}/events", json=body, headers=headers
         ) as response:
             assert response.status == 201, await response.text()
             return dict(await response.json())
+
+    async def grid_reports(self, event_id: str) -> list[dict[str, Any]]:
+        """The reports the grid holds for an event, as the utility reads them, oldest first."""
+        headers = {"Authorization": f"Bearer {await self.bl_token()}"}
+        async with self.session.get(
+            f"{self.grid_url}/reports", params={"eventID": event_id}, headers=headers
+        ) as response:
+            assert response.status == 200, await response.text()
+            reports = await response.json()
+        return sorted(reports, key=lambda r: r["createdDateTime"])
 
 
 @asynccontextmanager
@@ -169,6 +183,29 @@ async def setup_home(hass: HomeAssistant, stack: Stack) -> tuple[str, str]:
         for e in er.async_entries_for_config_entry(er.async_get(hass), entry.entry_id)
     }
     return ids["demand_response_active"], ids["rejected_signals"]
+
+
+async def add_home(hass: HomeAssistant, stack: Stack) -> ConfigEntry:
+    """Add a home (the one ``stack.enrollment_code`` is for) through the real config flow."""
+    before = {e.entry_id for e in hass.config_entries.async_entries(DOMAIN)}
+    await setup_home(hass, stack)
+    return next(e for e in hass.config_entries.async_entries(DOMAIN) if e.entry_id not in before)
+
+
+async def configure(
+    hass: HomeAssistant, entry: ConfigEntry, part: str, *forms: dict[str, Any]
+) -> None:
+    """Set one part of a home's options (``devices``, ``reporting``, ...) through the real
+    options flow, one form after the other."""
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {"next_step_id": part}
+    )
+    for form in forms:
+        assert result["type"] is FlowResultType.FORM, result
+        result = await hass.config_entries.options.async_configure(result["flow_id"], form)
+    assert result["type"] is FlowResultType.CREATE_ENTRY, result
+    await hass.async_block_till_done()
 
 
 def state(hass: HomeAssistant, entity_id: str) -> str:

@@ -17,7 +17,6 @@ from typing import Any
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import UnitOfElectricCurrent
 from homeassistant.core import HomeAssistant
-from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers import entity_registry as er, issue_registry as ir
 from homeassistant.setup import async_setup_component
 import pytest
@@ -30,7 +29,7 @@ from smart_community_bridge.state import AUTHORITY, CHARGING, INTAKE, LEDGER, RE
 from smart_community_protocol import Operation, Placement, RejectReason, format_datetime
 from tests.components.smart_community.home_devices import Setting
 
-from .stack import Stack, setup_home, state, wait_for
+from .stack import Stack, add_home, configure, setup_home, state, wait_for
 
 CHARGER = "number.ev_charger_current"
 NEIGHBOUR = Placement(community="c1", feeder="f1", transformer="t1", home="h2")
@@ -65,21 +64,14 @@ async def enrol_charger(hass: HomeAssistant, stack: Stack) -> tuple[ConfigEntry,
         hass, "number", [Setting(CHARGER, 32, UnitOfElectricCurrent.AMPERE, 32)]
     )
     assert await async_setup_component(hass, "number", {"number": {"platform": "test"}})
-    await setup_home(hass, stack)
-    entry = hass.config_entries.async_entries(DOMAIN)[0]
-    result = await hass.config_entries.options.async_init(entry.entry_id)
-    result = await hass.config_entries.options.async_configure(
-        result["flow_id"], {"next_step_id": "devices"}
-    )
-    result = await hass.config_entries.options.async_configure(
-        result["flow_id"], {"loads": [CHARGER]}
-    )
-    result = await hass.config_entries.options.async_configure(
-        result["flow_id"],
+    entry = await add_home(hass, stack)
+    await configure(
+        hass,
+        entry,
+        "devices",
+        {"loads": [CHARGER]},
         {"nominal_power": 7.4, "minimum_value": 6, "phases": 1, "voltage": 230},
     )
-    assert result["type"] is FlowResultType.CREATE_ENTRY
-    await hass.async_block_till_done()
     ids = {
         e.translation_key: e.entity_id
         for e in er.async_entries_for_config_entry(er.async_get(hass), entry.entry_id)

@@ -17,16 +17,14 @@ from typing import Any
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import ATTR_ENTITY_ID, STATE_OFF, STATE_ON
 from homeassistant.core import HomeAssistant
-from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.setup import async_setup_component
 import pytest
 
-from custom_components.smart_community.const import DOMAIN
 from smart_community_bridge import homes
 from smart_community_bridge.state import LEDGER
 from smart_community_protocol import Placement
 
-from .stack import Stack, setup_home, state, wait_for
+from .stack import Stack, add_home, configure, state, wait_for
 
 H2 = Placement(community="c1", feeder="f1", transformer="t1", home="h2")
 
@@ -46,21 +44,8 @@ def bridge_settings() -> dict[str, Any]:
 
 async def enrol(hass: HomeAssistant, stack: Stack, heater: str) -> ConfigEntry:
     """A home through the config flow, its heater enrolled through the options flow."""
-    before = {e.entry_id for e in hass.config_entries.async_entries(DOMAIN)}
-    await setup_home(hass, stack)
-    entry = next(e for e in hass.config_entries.async_entries(DOMAIN) if e.entry_id not in before)
-    result = await hass.config_entries.options.async_init(entry.entry_id)
-    result = await hass.config_entries.options.async_configure(
-        result["flow_id"], {"next_step_id": "devices"}
-    )
-    result = await hass.config_entries.options.async_configure(
-        result["flow_id"], {"loads": [heater]}
-    )
-    result = await hass.config_entries.options.async_configure(
-        result["flow_id"], {"nominal_power": 2.0}
-    )
-    assert result["type"] is FlowResultType.CREATE_ENTRY
-    await hass.async_block_till_done()
+    entry = await add_home(hass, stack)
+    await configure(hass, entry, "devices", {"loads": [heater]}, {"nominal_power": 2.0})
     return entry
 
 
@@ -71,11 +56,7 @@ async def publish(stack: Stack, start: datetime, duration: str) -> str:
 
 async def grid_summary(stack: Stack, event_id: str) -> dict[str, Any]:
     """The latest summary of the homes' responses the grid holds for an event."""
-    headers = {"Authorization": f"Bearer {await stack.bl_token()}"}
-    async with stack.session.get(
-        f"{stack.grid_url}/reports", params={"eventID": event_id}, headers=headers
-    ) as response:
-        reports = await response.json()
+    reports = await stack.grid_reports(event_id)
     summaries = [r for r in reports if str(r.get("reportName", "")).endswith("responses")]
     if not summaries:
         return {}

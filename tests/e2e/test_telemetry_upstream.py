@@ -17,15 +17,13 @@ from typing import Any
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import ATTR_DEVICE_CLASS, ATTR_UNIT_OF_MEASUREMENT, UnitOfPower
 from homeassistant.core import HomeAssistant
-from homeassistant.data_entry_flow import FlowResultType
 import pytest
 
-from custom_components.smart_community.const import DOMAIN
 from smart_community_bridge import homes
 from smart_community_bridge.state import LEDGER
 from smart_community_protocol import Placement, format_datetime
 
-from .stack import Stack, setup_home
+from .stack import Stack, add_home, configure
 
 BUCKET = 10  # seconds: the bridge's buckets and the event's intervals
 H2 = Placement(community="c1", feeder="f1", transformer="t1", home="h2")
@@ -61,33 +59,24 @@ def short_waits(monkeypatch: pytest.MonkeyPatch) -> None:
 
 async def enrol(hass: HomeAssistant, stack: Stack, meter: str) -> ConfigEntry:
     """A home through the config flow, its grid import power sensor through the options."""
-    before = {e.entry_id for e in hass.config_entries.async_entries(DOMAIN)}
-    await setup_home(hass, stack)
-    entry = next(e for e in hass.config_entries.async_entries(DOMAIN) if e.entry_id not in before)
-    result = await hass.config_entries.options.async_init(entry.entry_id)
-    result = await hass.config_entries.options.async_configure(
-        result["flow_id"], {"next_step_id": "reporting"}
+    entry = await add_home(hass, stack)
+    await configure(
+        hass,
+        entry,
+        "reporting",
+        {"grid_import_power": meter, "telemetry_interval": {"minutes": 5}},
     )
-    result = await hass.config_entries.options.async_configure(
-        result["flow_id"], {"grid_import_power": meter, "telemetry_interval": {"minutes": 5}}
-    )
-    assert result["type"] is FlowResultType.CREATE_ENTRY, result
-    await hass.async_block_till_done()
     return entry
 
 
 async def publish(stack: Stack, start: datetime) -> str:
     """Two intervals of SIMPLE 1; the community's demand asked for, aggregated, per interval."""
-    headers = {"Authorization": f"Bearer {await stack.bl_token()}"}
-    async with stack.session.get(f"{stack.grid_url}/programs", headers=headers) as response:
-        program = next(p for p in await response.json() if p["programName"] == "dr")
-    body = {
-        "programID": program["id"],
-        "eventName": "demand wanted",
-        "targets": ["community:c1"],
-        "intervalPeriod": {"start": format_datetime(start), "duration": f"PT{BUCKET}S"},
-        "intervals": [{"id": i, "payloads": [{"type": "SIMPLE", "values": [1]}]} for i in (0, 1)],
-        "reportDescriptors": [
+    event = await stack.publish(
+        start,
+        f"PT{BUCKET}S",
+        eventName="demand wanted",
+        intervals=[{"id": i, "payloads": [{"type": "SIMPLE", "values": [1]}]} for i in (0, 1)],
+        reportDescriptors=[
             {
                 "payloadType": "DEMAND",
                 "aggregate": True,
@@ -96,21 +85,8 @@ async def publish(stack: Stack, start: datetime) -> str:
                 "repeat": -1,
             }
         ],
-    }
-    async with stack.session.post(f"{stack.grid_url}/events", json=body, headers=headers) as answer:
-        assert answer.status == 201, await answer.text()
-        return str((await answer.json())["id"])
-
-
-async def grid_reports(stack: Stack, event_id: str) -> list[dict[str, Any]]:
-    """The reports the grid holds for the event, oldest first."""
-    headers = {"Authorization": f"Bearer {await stack.bl_token()}"}
-    async with stack.session.get(
-        f"{stack.grid_url}/reports", params={"eventID": event_id}, headers=headers
-    ) as response:
-        assert response.status == 200, await response.text()
-        reports = await response.json()
-    return sorted(reports, key=lambda r: r["createdDateTime"])
+    )
+    return str(event["id"])
 
 
 async def test_the_homes_demand_reaches_the_grid_summed_per_interval(
@@ -139,7 +115,7 @@ async def test_the_homes_demand_reaches_the_grid_summed_per_interval(
             while len(demand) < count:
                 await asyncio.sleep(0.5)
                 demand[:] = [
-                    r for r in await grid_reports(stack, event_id) if "DEMAND" in r["reportName"]
+                    r for r in await stack.grid_reports(event_id) if "DEMAND" in r["reportName"]
                 ]
 
     await arrived(1)
