@@ -1,7 +1,8 @@
-"""Where grid signals enter the community: verify, commit, then relay.
+"""Where signals enter the community: verify, commit, then relay.
 
-Whatever path a signal takes (webhook notification or poll), it passes here: its grid signature
-and claims are checked, it is committed to the ledger, and only then queued to homes. Anything
+Whatever path a signal takes (the grid's by webhook notification or poll, or one the community
+signs itself under the grid's delegation), it passes here: its signature (and delegation) and
+claims are checked, it is committed to the ledger, and only then queued to homes. Anything
 that fails is dropped and counted; the same version arriving twice (webhook and poll) is normal
 and dropped quietly.
 """
@@ -30,7 +31,7 @@ _QUIET = frozenset({RejectReason.REPLAYED, RejectReason.OLDER_VERSION})
 
 
 class SignalIntake:
-    """Verifies, commits and relays grid signals, one at a time so sequence order holds."""
+    """Verifies, commits and relays signals, one at a time so sequence order holds."""
 
     def __init__(self, ledger: Ledger, relay: Relay, verifier: Verifier) -> None:
         """Wire the intake to storage, fan-out and the grid's pinned keys."""
@@ -54,7 +55,7 @@ class SignalIntake:
             except SignalRejected as err:
                 if err.reason not in _QUIET:
                     self.rejected[err.reason] += 1
-                    _LOGGER.warning("dropped grid signal: %s", err)
+                    _LOGGER.warning("dropped signal: %s", err)
                 return None
             stored = await self._commit(verified, operation)
             self.verifier.guard.record(
