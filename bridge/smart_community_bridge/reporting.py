@@ -85,6 +85,7 @@ from smart_community_protocol import (
     Event,
     OperatingState,
     ReportDescriptor,
+    ReportPayloadDescriptor,
     event_slots,
     event_window,
     format_datetime,
@@ -317,15 +318,9 @@ def _number(value: float) -> float:
 def _payload_descriptor(
     payload_type: str, units: str | None = None, reading_type: str | None = None
 ) -> dict[str, Any]:
-    descriptor: dict[str, Any] = {
-        "objectType": "REPORT_PAYLOAD_DESCRIPTOR",
-        "payloadType": payload_type,
-    }
-    if reading_type:
-        descriptor["readingType"] = reading_type
-    if units:
-        descriptor["units"] = units
-    return descriptor
+    return ReportPayloadDescriptor(
+        payload_type=payload_type, units=units, reading_type=reading_type
+    ).to_json_dict()
 
 
 def telemetry_report(

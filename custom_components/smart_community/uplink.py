@@ -32,6 +32,7 @@ from .protocol import (
     Event,
     OperatingState,
     ReportDescriptor,
+    ReportPayloadDescriptor,
     ReportPayloadType,
     event_slots,
     event_window,
@@ -418,15 +419,9 @@ def _report(
 def _descriptor(
     payload_type: str, units: str | None = None, reading_type: str | None = None
 ) -> dict[str, Any]:
-    descriptor: dict[str, Any] = {
-        "objectType": "REPORT_PAYLOAD_DESCRIPTOR",
-        "payloadType": payload_type,
-    }
-    if reading_type:
-        descriptor["readingType"] = reading_type
-    if units:
-        descriptor["units"] = units
-    return descriptor
+    return ReportPayloadDescriptor(
+        payload_type=payload_type, units=units, reading_type=reading_type
+    ).to_json_dict()
 
 
 def _interval(index: int, span: Span, payloads: list[dict[str, Any]]) -> dict[str, Any]:
