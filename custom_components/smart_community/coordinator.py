@@ -619,7 +619,7 @@ class SmartCommunityCoordinator(DataUpdateCoordinator[SignalState]):
         )
         self._async_schedule_wake(wake)
         self._async_update_issues(now)
-        self._async_show_alerts(result.alerts)
+        self._async_show_alerts((*result.alerts, *result.upcoming_alerts))
         return SignalState(
             programs=programs,
             events={event.event.id: event.event for event in events},
@@ -709,7 +709,7 @@ class SmartCommunityCoordinator(DataUpdateCoordinator[SignalState]):
 
     @callback
     def _async_show_alerts(self, alerts: Iterable[Alert]) -> None:
-        """A notice for each alert in force, naming the community when it signed the alert."""
+        """A notice for each alert in force or announced, naming the community that signed it."""
         signed_by: dict[Alert, str | None] = {}
         for alert in alerts:
             applied = self._objects.get((ObjectType.EVENT, alert.event_id))

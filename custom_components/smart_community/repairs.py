@@ -5,8 +5,8 @@ apart, grid keys that differ from the pinned ones) and clears them once that no 
 A signal with an invalid signature is an incident: its issue stays until the resident
 acknowledges it, and so does a community-signed signal beyond the grid's delegation (a relay or
 community that oversteps is as suspect as a forger). A changed grid key is fixed only by
-enrolling again, never by pinning silently. Each alert in force (``ALERT_*``, from the grid or
-the community) is a notice of its own, there while the alert holds.
+enrolling again, never by pinning silently. Each alert (``ALERT_*``, from the grid or the
+community) is a notice of its own, from when it is announced until it ends or is withdrawn.
 """
 
 from __future__ import annotations
@@ -189,7 +189,7 @@ def alert_issue_id(entry_id: str, alert: Alert) -> str:
 def async_show_alerts(
     hass: HomeAssistant, entry: ConfigEntry, alerts: Mapping[Alert, str | None]
 ) -> None:
-    """A notice for each alert in force, and none for the others.
+    """A notice for each alert in force or announced, and none for the others.
 
     ``alerts`` maps each alert to the community that signed it, or to None for the grid's.
     """
@@ -218,6 +218,7 @@ def _async_raise_alert(
                 "home": entry.title,
                 "community": community,
                 "message": alert.message,
+                "start": _moment(alert.start),
             },
             data=data,
         )
@@ -233,6 +234,7 @@ def _async_raise_alert(
                 "home": entry.title,
                 "grid": alert.issuer or "-",
                 "message": alert.message,
+                "start": _moment(alert.start),
             },
             data=data,
         )

@@ -60,6 +60,11 @@ def _alert(state: SignalState) -> Alert | None:
     return state.outlook.alerts[0] if state.outlook.alerts else None
 
 
+def _next_alert(state: SignalState) -> Alert | None:
+    """The soonest alert announced for later."""
+    return state.outlook.upcoming_alerts[0] if state.outlook.upcoming_alerts else None
+
+
 def _forecast(forecast: tuple[PriceInterval, ...]) -> dict[str, Any]:
     return {
         "forecast": [
@@ -193,6 +198,8 @@ SENSORS: tuple[SmartCommunitySensorEntityDescription, ...] = (
             "start": alert.start if alert else None,
             "end": alert.end if alert else None,
             "alerts": len(state.outlook.alerts),
+            "next_alert": next_alert.kind if (next_alert := _next_alert(state)) else None,
+            "next_alert_start": next_alert.start if next_alert else None,
         },
     ),
     SmartCommunitySensorEntityDescription(

@@ -11,7 +11,9 @@ Pure domain logic with no Home Assistant import. What an event is for follows fr
   alerts (``ALERT_*``);
 - limits are limits whoever sets them and for however long: the import, export and EV
   charging limits in force come from every event that carries them;
-- an **alert** is an interval carrying an ``ALERT_*`` payload, its value the text to show.
+- an **alert** is an interval carrying an ``ALERT_*`` payload, its value the text to show; it is
+  in force during its interval, and upcoming from when it is announced (a planned outage is
+  announced ahead of it).
 
 Timing follows the OpenADR 3.1 User Guide through ``protocol.timing``.
 """
@@ -188,6 +190,8 @@ class Outlook:
     ev_charging_limit: float | None = None  # kW: the home's EV charging share
     # The alerts in force, the most urgent (then the latest) first.
     alerts: tuple[Alert, ...] = ()
+    # The alerts announced for later (within the horizon), the soonest (then most urgent) first.
+    upcoming_alerts: tuple[Alert, ...] = ()
     next_boundary: datetime | None = None
 
 
@@ -472,6 +476,7 @@ def outlook(
     others: list[_Ranked] = []  # every slot of the events that are not prices
     requests: list[_Ranked] = []  # the slots among them that ask for demand response
     alerts: list[Alert] = []
+    announced: list[Alert] = []
     for received in events:
         event = received.event
         if is_price_event(event):
@@ -487,6 +492,8 @@ def outlook(
                 requests.append(ranked)
             if slot.contains(now):
                 alerts.extend(_alerts_of(slot, received))
+            elif slot.start > now:
+                announced.extend(_alerts_of(slot, received))
     prices = _price_slots(price_events, programs, EventPayloadType.PRICE, since, window_end)
     exports = _price_slots(price_events, programs, EventPayloadType.EXPORT_PRICE, since, window_end)
     forecast = _timeline(prices, since)
@@ -515,6 +522,9 @@ def outlook(
                 alerts,
                 key=lambda a: (_URGENCY[a.kind], -a.start.timestamp(), a.event_id, a.kind),
             )
+        ),
+        upcoming_alerts=tuple(
+            sorted(announced, key=lambda a: (a.start, _URGENCY[a.kind], a.event_id, a.kind))
         ),
         next_boundary=boundaries[0] if boundaries else None,
     )

@@ -80,6 +80,14 @@ class Stack:
             assert response.status == 201, await response.text()
             return dict(await response.json())
 
+    async def withdraw(self, event_id: str) -> None:
+        """DELETE an event at the grid, which the grid announces as its cancellation."""
+        headers = {"Authorization": f"Bearer {await self.bl_token()}"}
+        async with self.session.delete(
+            f"{self.grid_url}/events/{event_id}", headers=headers
+        ) as response:
+            assert response.status == 200, await response.text()
+
     async def grid_reports(self, event_id: str) -> list[dict[str, Any]]:
         """The reports the grid holds for an event, as the utility reads them, oldest first."""
         headers = {"Authorization": f"Bearer {await self.bl_token()}"}

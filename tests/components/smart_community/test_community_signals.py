@@ -17,6 +17,7 @@ from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import STATE_OFF, STATE_UNKNOWN
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import issue_registry as ir
+from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 from pytest_homeassistant_custom_component.components.diagnostics import (
     get_diagnostics_for_config_entry,
@@ -181,6 +182,8 @@ async def test_alerts_are_shown_and_noticed_while_they_hold(
         "start": NOW,
         "end": None,
         "alerts": 1,
+        "next_alert": None,
+        "next_alert_start": None,
     }
     assert _state(hass, DEMAND_RESPONSE) == STATE_OFF
     notice = _alert_issue(hass, init_integration, "fault-transformer-t1_other")
@@ -191,6 +194,7 @@ async def test_alerts_are_shown_and_noticed_while_they_hold(
         "home": init_integration.title,
         "community": "c1",
         "message": FAULT_TEXT,
+        "start": dt_util.as_local(NOW).strftime("%Y-%m-%d %H:%M:%S"),
     }
 
     emergency = community_event(
@@ -203,9 +207,19 @@ async def test_alerts_are_shown_and_noticed_while_they_hold(
         program_id="grid-alerts",
     )
     await _publish(hass, bridge, grid.sign(emergency, operation=Operation.CREATE), Operation.CREATE)
-    assert _state(hass, ALERT) == "other"  # not yet
-    assert _alert_issue(hass, init_integration, "emergency_grid_emergency") is None
+    # Announced for an hour from now: the sensor tells what comes, the notice is there at once.
+    assert _state(hass, ALERT) == "other"
+    assert _attributes(hass, ALERT)["next_alert"] == "grid_emergency"
+    assert _attributes(hass, ALERT)["next_alert_start"] == NOW + HOUR
+    assert _attributes(hass, ALERT)["alerts"] == 1
+    announced = _alert_issue(hass, init_integration, "emergency_grid_emergency")
+    assert announced is not None
+    assert announced.translation_placeholders is not None
+    assert announced.translation_placeholders["start"] == dt_util.as_local(NOW + HOUR).strftime(
+        "%Y-%m-%d %H:%M:%S"
+    )
     await async_move_to(hass, init_integration, frozen_now, NOW + HOUR)
+    assert _attributes(hass, ALERT)["next_alert"] is None
     assert _state(hass, ALERT) == "grid_emergency"
     assert _attributes(hass, ALERT)["message"] == "Rolling outages tonight"
     assert _attributes(hass, ALERT)["issuer"] == "demo-grid"

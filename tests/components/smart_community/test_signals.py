@@ -474,7 +474,23 @@ def test_alerts_in_force() -> None:
     assert result.alerts[0].end == NOW + 2 * HOUR
     assert result.demand_response is None
     assert result.next_boundary == NOW + HOUR  # the fire alert begins
-    assert [a.kind for a in outlook([later], {}, NOW + HOUR).alerts] == [AlertKind.FIRE]
+    # Announced for later: upcoming until it begins, then in force, then gone once it ends.
+    assert [(a.event_id, a.start) for a in result.upcoming_alerts] == [("fire", NOW + HOUR)]
+    begun = outlook([later], {}, NOW + HOUR)
+    assert [a.kind for a in begun.alerts] == [AlertKind.FIRE]
+    assert begun.upcoming_alerts == ()
+    over = outlook([later], {}, NOW + 2 * HOUR)
+    assert (over.alerts, over.upcoming_alerts) == ((), ())
+
+
+def test_upcoming_alerts_soonest_first() -> None:
+    """Several alerts announced: the soonest first, the most urgent among those at once."""
+    wind = _event("wind", [[("ALERT_WIND", ["Gale"])]], start=NOW + 2 * HOUR)
+    outage = _event("outage", [[("ALERT_POSSIBLE_OUTAGE", ["Works"])]], start=NOW + 3 * HOUR)
+    fire = _event("fire", [[("ALERT_FIRE", ["Fire risk"])]], start=NOW + 2 * HOUR)
+    result = outlook([wind, outage, fire], {}, NOW)
+    assert [a.event_id for a in result.upcoming_alerts] == ["fire", "wind", "outage"]
+    assert result.alerts == ()
 
 
 def test_ev_charging_share() -> None:
