@@ -247,7 +247,8 @@ async def _async_report_fault(call: ServiceCall) -> ServiceResponse:
 @smart_community_action
 async def _async_request_grid_connection(call: ServiceCall) -> ServiceResponse:
     """Ask the community to connect a PV system; the grant comes as an export limit event."""
-    client = loaded_entry(call).runtime_data.coordinator.client
+    coordinator = loaded_entry(call).runtime_data.coordinator
+    client = coordinator.client
     serial = call.data[ATTR_INVERTER_SERIAL]
     # Asking twice for the same inverter returns the open request instead of filing another.
     connection = pending_connection(await client.get_resources(), serial)
@@ -255,6 +256,7 @@ async def _async_request_grid_connection(call: ServiceCall) -> ServiceResponse:
     if connection is None:
         stored = await client.post_resource(
             connection_request(
+                home=coordinator.placement.home,
                 name=call.data.get(ATTR_NAME) or f"PV {serial}",
                 capacity=call.data[ATTR_CAPACITY],
                 make=call.data[ATTR_INVERTER_MAKE],

@@ -518,10 +518,13 @@ def requests_telemetry(
 
 
 def connection_request(
-    *, name: str, capacity: float, make: str, model: str, serial: str
+    *, home: str, name: str, capacity: float, make: str, model: str, serial: str
 ) -> dict[str, Any]:
-    """The resource a PV system's grid connection request posts: capacity and inverter."""
+    """The resource (an OpenADR VenResourceRequest on the home's VEN) that a PV system's grid
+    connection request posts: capacity and inverter."""
     return {
+        "objectType": "VEN_RESOURCE_REQUEST",
+        "venID": home,
         "resourceName": name,
         "attributes": [
             {"type": MAX_POWER_EXPORT, "values": [capacity]},

@@ -58,10 +58,10 @@ from smart_community_protocol import (
 )
 from smart_community_protocol.validation import check_body
 from tests.loopback import free_port
+from tests.openadr_conformance import SPEC
 
 from .conftest import COMMUNITY, auth, bridge_config
 
-SPEC = Path(__file__).resolve().parents[3] / "shared" / "openadr3" / "openadr3-3.1.0.yaml"
 T0 = datetime(2027, 3, 1, 10, 0, tzinfo=UTC)
 
 

@@ -367,8 +367,12 @@ def test_what_an_event_asks_for() -> None:
 
 def test_grid_connection_request_and_answers() -> None:
     """The resource a PV request posts, and the bridge's answers read back."""
-    body = connection_request(name="Roof", capacity=6.0, make="Acme", model="S6", serial="SN1")
+    body = connection_request(
+        home="h1", name="Roof", capacity=6.0, make="Acme", model="S6", serial="SN1"
+    )
     assert body == {
+        "objectType": "VEN_RESOURCE_REQUEST",
+        "venID": "h1",
         "resourceName": "Roof",
         "attributes": [
             {"type": "MAX_POWER_EXPORT", "values": [6.0]},
