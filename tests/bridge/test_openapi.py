@@ -171,6 +171,16 @@ async def test_the_downstream_vtn_conforms(
     assert (await home.call("DELETE", f"/resources/{resource['id']}")).status == 404
 
     assert conformance.errors == []
+    # What the push channel carries is the specification's notification.
+    ws = await bridge.ws_connect("/ws", headers=auth(credentials["a"]))
+    assert (await ws.receive_json())["type"] == "welcome"
+    frames = [await ws.receive_json() for _ in range(2)]  # the replay: the program, the event
+    await ws.close()
+    assert [f["notification"]["object"]["id"] for f in frames] == ["dr", "peak"]
+    for frame in frames:
+        errors = [e.message for e in conformance.notification.iter_errors(frame["notification"])]
+        assert errors == []
+
     served = {
         (route.method, route.resource.canonical)
         for route in bridge.app.router.routes()
