@@ -78,6 +78,11 @@ def tariff_day_event(tariff: Tariff, program_id: str, day: date) -> dict[str, An
         "programID": program_id,
         "eventName": f"{tariff.program} {day.isoformat()}",
         "payloadDescriptors": _descriptors(tariff),
-        "intervalPeriod": {"start": format_datetime(edges[0])},
+        # The day as a whole; each interval has its own period. (The specification lets the
+        # duration be left out, but OpenADR clients commonly require it.)
+        "intervalPeriod": {
+            "start": format_datetime(edges[0]),
+            "duration": format_duration(edges[-1] - edges[0]),
+        },
         "intervals": intervals,
     }
