@@ -50,7 +50,9 @@ def home_client(base_url: str, credential: str) -> Any:
 def as_a_home(base_url: str, credential: str) -> dict[str, Any]:
     """What the third-party client does, in its own blocking calls (run in a thread)."""
     client = home_client(base_url, credential)
-    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    # The last minute: the bucket it starts in ended less than a minute ago, well inside the
+    # bridge's grace (120 s), so the reading counts.
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
     report = client.reports.create_report(
         new_report=NewReport(
             event_id="X_TELEMETRY",
@@ -59,7 +61,7 @@ def as_a_home(base_url: str, credential: str) -> dict[str, Any]:
             resources=(
                 ReportResource(
                     resource_name="a",
-                    interval_period=IntervalPeriod(start=start, duration=timedelta(minutes=5)),
+                    interval_period=IntervalPeriod(start=start, duration=timedelta(minutes=1)),
                     intervals=(
                         Interval(
                             id=0,
