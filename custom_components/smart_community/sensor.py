@@ -200,6 +200,7 @@ SENSORS: tuple[SmartCommunitySensorEntityDescription, ...] = (
             "alerts": len(state.outlook.alerts),
             "next_alert": next_alert.kind if (next_alert := _next_alert(state)) else None,
             "next_alert_start": next_alert.start if next_alert else None,
+            "next_alert_message": next_alert.message if next_alert else None,
         },
     ),
     SmartCommunitySensorEntityDescription(

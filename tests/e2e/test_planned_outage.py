@@ -56,6 +56,7 @@ async def test_a_planned_outage_reaches_the_homes_of_its_feeder_until_withdrawn(
     assert alert is not None
     assert alert.state == "none"  # nothing in force yet
     assert alert.attributes["next_alert_start"] == start
+    assert alert.attributes["next_alert_message"] == NOTICE
     assert alert.attributes["alerts"] == 0
     notice_id = f"alert_{entry.entry_id}_{outage}_possible_outage"
     notice = ir.async_get(hass).async_get_issue(DOMAIN, notice_id)

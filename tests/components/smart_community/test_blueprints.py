@@ -50,6 +50,7 @@ from custom_components.smart_community.const import (
 from custom_components.smart_community.protocol import Operation
 
 from .conftest import (
+    ALERT,
     CALENDAR,
     DEMAND_RESPONSE,
     DR_EVENT,
@@ -62,7 +63,14 @@ from .conftest import (
     async_setup_integration,
     wait_for_state,
 )
-from .fake_bridge import FakeBridge, FakeGrid, dr_event, notification, price_event
+from .fake_bridge import (
+    FakeBridge,
+    FakeGrid,
+    community_event,
+    dr_event,
+    notification,
+    price_event,
+)
 
 REPOSITORY = Path(__file__).resolve().parents[3]
 BLUEPRINTS = REPOSITORY / "blueprints" / AUTOMATION_DOMAIN / DOMAIN
@@ -800,3 +808,54 @@ async def test_alert_on_rejected_signal(
     message = persistent[0].data["message"]
     assert message.startswith("Rejected EVENT tou: unknown_key (")
     assert message.endswith("). 1 rejected so far.")
+
+
+@pytest.mark.usefixtures("installed_blueprints")
+async def test_notify_of_grid_alerts(
+    hass: HomeAssistant,
+    mock_config_entry: MockConfigEntry,
+    bridge: FakeBridge,
+    grid: FakeGrid,
+    frozen_now: FrozenDateTimeFactory,
+) -> None:
+    """A planned outage announced two hours ahead is told at once, and again as it begins."""
+    persistent = async_mock_service(hass, "persistent_notification", "create")
+    phones = async_mock_service(hass, "notify", "family_phones")
+    await async_setup_integration(hass, mock_config_entry)
+    await async_use_blueprint(
+        hass,
+        "grid_alert_notifications.yaml",
+        {"alert": ALERT, "notify_action": "notify.family_phones"},
+    )
+
+    start = NOW + 2 * HOUR
+    outage = community_event(
+        "works",
+        "ALERT_POSSIBLE_OUTAGE",
+        "Planned works on feeder f1",
+        start=start,
+        duration="PT2H",
+        units=None,
+        program_id="grid-alerts",
+    )
+    await bridge.wait_for_ack(await bridge.publish(grid.sign(outage)))
+    await hass.async_block_till_done()
+    announced = f"Possible outage announced from {_local(start)}: Planned works on feeder f1"
+    assert _messages(persistent) == [announced]
+    assert _messages(phones) == [announced]
+    assert phones[0].data["title"] == "Smart Community"
+
+    await async_move_to(hass, mock_config_entry, frozen_now, start)
+    begun = "Possible outage now: Planned works on feeder f1"
+    assert _messages(persistent) == [announced, begun]
+    assert _messages(phones) == [announced, begun]
+
+    # Its end, and a return from unavailable, are no news.
+    await async_move_to(hass, mock_config_entry, frozen_now, start + 2 * HOUR)
+    assert _state(hass, ALERT) == "none"
+    await bridge.disconnect()
+    await wait_for_state(hass, ALERT, lambda state: state.state == STATE_UNAVAILABLE)
+    await async_reconnect_attempt(mock_config_entry, bridge)
+    await wait_for_state(hass, ALERT, lambda state: state.state != STATE_UNAVAILABLE)
+    await hass.async_block_till_done()
+    assert len(persistent) == 2

@@ -184,6 +184,7 @@ async def test_alerts_are_shown_and_noticed_while_they_hold(
         "alerts": 1,
         "next_alert": None,
         "next_alert_start": None,
+        "next_alert_message": None,
     }
     assert _state(hass, DEMAND_RESPONSE) == STATE_OFF
     notice = _alert_issue(hass, init_integration, "fault-transformer-t1_other")
@@ -211,6 +212,7 @@ async def test_alerts_are_shown_and_noticed_while_they_hold(
     assert _state(hass, ALERT) == "other"
     assert _attributes(hass, ALERT)["next_alert"] == "grid_emergency"
     assert _attributes(hass, ALERT)["next_alert_start"] == NOW + HOUR
+    assert _attributes(hass, ALERT)["next_alert_message"] == "Rolling outages tonight"
     assert _attributes(hass, ALERT)["alerts"] == 1
     announced = _alert_issue(hass, init_integration, "emergency_grid_emergency")
     assert announced is not None
