@@ -294,6 +294,19 @@ def export_setting(inverter: Inverter, observation: Observation, limit: float) -
     return Setting(value=_bounded(value, observation))
 
 
+def _usable[D: Load | Inverter](
+    devices: Iterable[D], session: Session, observations: Mapping[str, Observation]
+) -> list[D]:
+    """The devices a session may drive now: not overridden, and reporting a state."""
+    return [
+        device
+        for device in devices
+        if device.entity_id not in session.overridden
+        and (o := observations.get(device.entity_id)) is not None
+        and o.available
+    ]
+
+
 def charging_setting(
     load: Load, observation: Observation, share: float, prior: Setting
 ) -> Setting | None:
@@ -805,13 +818,7 @@ class LoadResponse:
     ) -> dict[str, float]:
         limit = governing.request.export_limit
         assert limit is not None  # the request asks for the export channel
-        usable = [
-            inverter
-            for inverter in self.config.inverters
-            if inverter.entity_id not in governing.session.overridden
-            and (o := observations.get(inverter.entity_id)) is not None
-            and o.available
-        ]
+        usable = _usable(self.config.inverters, governing.session, observations)
         rated = math.fsum(inverter.rated_power for inverter in usable)
         # The grid's limit is for the home: shared among its inverters by their rating.
         return {
@@ -826,15 +833,9 @@ class LoadResponse:
     ) -> dict[str, float]:
         share = governing.request.ev_limit
         assert share is not None  # the request asks for the EV channel
-        usable = [
-            charger.entity_id
-            for charger in self.config.chargers
-            if charger.entity_id not in governing.session.overridden
-            and (o := observations.get(charger.entity_id)) is not None
-            and o.available
-        ]
+        usable = _usable(self.config.chargers, governing.session, observations)
         # The share is the home's: its chargers split it evenly.
-        return {entity_id: share / len(usable) for entity_id in usable}
+        return {charger.entity_id: share / len(usable) for charger in usable}
 
     def _actions(self, observations: Mapping[str, Observation]) -> Iterable[Action]:
         """Writes still due, sheds first (in priority order), restores last (in reverse)."""
